@@ -1,0 +1,40 @@
+# Quick start: `make demo` runs the demo, `make test` runs the whole suite.
+# Both create .venv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch; override with TORCH_CONSTRAINT= to use your own.
+TORCH_CONSTRAINT ?= .ci/constraints.txt
+PIP_CONSTRAINT_ENV := $(if $(TORCH_CONSTRAINT),PIP_CONSTRAINT=$(abspath $(TORCH_CONSTRAINT)),)
+
+.PHONY: demo test lint typecheck install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINT) | $(BIN)/python
+	$(PIP_CONSTRAINT_ENV) $(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snnconv demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_sim.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

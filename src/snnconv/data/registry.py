@@ -1,0 +1,233 @@
+"""Dataset specs, loading into tensors, normalisation and calibration subsets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from snnconv.data.digits import load_digits_split
+from snnconv.data.idx import load_idx_split
+from snnconv.data.npz import load_npz
+from snnconv.errors import DataError
+
+__all__ = [
+    "DATASETS",
+    "calibration_subset",
+    "dataset_name",
+    "has_train_split",
+    "load_dataset",
+]
+
+#: Accepted dataset specs, for help texts. ``PATH`` stands for a file path.
+DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "npz:PATH")
+
+_NPZ_PREFIX = "npz:"
+
+# A loader takes (split, data_dir) and returns (images [N,C,H,W], labels int64 [N]).
+# uint8 images are scaled by 1/255 after slicing; float32 images are used as is.
+_DataDir = str | os.PathLike[str] | None
+_Loader = Callable[[str, _DataDir], tuple[np.ndarray, np.ndarray]]
+
+
+def _digits_loader(split: str, data_dir: _DataDir) -> tuple[np.ndarray, np.ndarray]:
+    del data_dir  # bundled with scikit-learn
+    return load_digits_split(split)
+
+
+_LOADERS: dict[str, _Loader] = {
+    "fashion-mnist": partial(load_idx_split, "fashion-mnist"),
+    "mnist": partial(load_idx_split, "mnist"),
+    "digits": _digits_loader,
+}
+
+_HAS_TRAIN: dict[str, bool] = {"fashion-mnist": True, "mnist": True, "digits": True}
+
+_ALIASES: dict[str, str] = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+}
+
+_PLANNED: dict[str, str] = {
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    "imagefolder": "imagefolder:DIR",
+}
+
+
+def _parse(spec: str) -> tuple[str, Path | None]:
+    """Split a spec into its canonical name and, for ``npz:``, the file path."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"invalid dataset spec {spec!r}; use one of: {', '.join(DATASETS)}.")
+    text = spec.strip()
+    if text[: len(_NPZ_PREFIX)].lower() == _NPZ_PREFIX:
+        path = text[len(_NPZ_PREFIX) :]
+        if not path:
+            raise DataError("dataset spec 'npz:' lacks a path; write it as npz:PATH.")
+        return "npz", Path(path).expanduser()
+    key = text.lower()
+    key = _ALIASES.get(key, key)
+    if key in _LOADERS:
+        return key, None
+    planned = _PLANNED.get(key.split(":", 1)[0])
+    if planned is not None:
+        raise DataError(
+            f"dataset {planned!r} is not supported yet (planned for a future release). "
+            f"Use one of: {', '.join(DATASETS)}; for other data, save it as .npz and use "
+            "npz:PATH."
+        )
+    raise DataError(f"unknown dataset {spec!r}; use one of: {', '.join(DATASETS)}.")
+
+
+def dataset_name(spec: str) -> str:
+    """Return the canonical, human-readable name of a dataset spec.
+
+    Args:
+        spec: A dataset spec such as ``"fashion-mnist"``, ``"FMNIST"`` or
+            ``"npz:/data/my.npz"``.
+
+    Returns:
+        ``"fashion-mnist"``, ``"mnist"``, ``"digits"``, or ``"npz:<file name>"``
+        (the file's base name, without directories).
+
+    Raises:
+        DataError: If the spec is not a known dataset.
+    """
+    name, path = _parse(spec)
+    if path is not None:
+        return f"{_NPZ_PREFIX}{path.name}"
+    return name
+
+
+def has_train_split(spec: str) -> bool:
+    """Tell whether a dataset has a separate training split.
+
+    Args:
+        spec: A dataset spec.
+
+    Returns:
+        ``True`` for ``fashion-mnist``, ``mnist`` and ``digits``; ``False`` for
+        ``npz:PATH`` (one file serves every split).
+
+    Raises:
+        DataError: If the spec is not a known dataset.
+    """
+    name, _ = _parse(spec)
+    return _HAS_TRAIN.get(name, False)
+
+
+def _channel_stats(values: Sequence[float], channels: int, what: str) -> np.ndarray:
+    """Validate per-channel mean or std and return it shaped [1, C, 1, 1]."""
+    try:
+        array = np.asarray([float(v) for v in values], dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be a sequence of numbers, got {values!r}.") from exc
+    if array.size not in (1, channels):
+        raise DataError(
+            f"{what} has {array.size} values but the data has {channels} channel(s); "
+            f"give 1 value or {channels}."
+        )
+    if not np.isfinite(array).all():
+        raise DataError(f"{what} contains NaN or Inf: {values!r}. Give finite numbers.")
+    return np.broadcast_to(array, (channels,)).reshape(1, channels, 1, 1)
+
+
+def load_dataset(
+    spec: str,
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> TensorDataset:
+    """Load a dataset as tensors.
+
+    Known specs: ``fashion-mnist`` and ``mnist`` (IDX files, searched in
+    ``data_dir``, ``$SNNCONV_DATA``, ``/usr/share/datasets/<name>`` and
+    ``~/.cache/snnconv/<name>``), ``digits`` (scikit-learn's 8x8 digits with a
+    fixed 1,437/360 split), and ``npz:PATH`` (arrays ``x`` and ``y``; the same
+    file serves every split).
+
+    Args:
+        spec: Dataset spec, one of :data:`DATASETS`.
+        split: ``"train"`` or ``"test"``. Accepted but ignored for ``npz:``.
+        data_dir: Directory searched first for file-based datasets.
+        limit: Keep only the first ``limit`` samples in file order (all if the
+            dataset is smaller). Must be positive.
+        mean: Per-channel mean (1 value or one per channel) subtracted after
+            scaling to [0, 1].
+        std: Per-channel standard deviation (1 value or one per channel),
+            all > 0, divided by after subtracting ``mean``.
+
+    Returns:
+        A ``TensorDataset`` of ``(x, y)``: float32 images ``[N, C, H, W]``
+        (in [0, 1] unless normalised) and int64 labels ``[N]``.
+
+    Raises:
+        DataError: If the spec, split, limit, mean or std is invalid, or the
+            data is missing or malformed.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise DataError(f"limit must be a positive integer, got {limit!r}.")
+    name, path = _parse(spec)
+    if path is not None:
+        x, y = load_npz(path)
+    else:
+        x, y = _LOADERS[name](split, data_dir)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    images = np.divide(x, np.float32(255.0), dtype=np.float32) if x.dtype == np.uint8 else x.copy()
+    channels = images.shape[1]
+    if mean is not None:
+        images -= _channel_stats(mean, channels, "mean")
+    if std is not None:
+        scale = _channel_stats(std, channels, "std")
+        if (scale <= 0).any():
+            raise DataError(f"std values must all be > 0, got {list(std)!r}.")
+        images /= scale
+    return TensorDataset(torch.from_numpy(images), torch.from_numpy(y.copy()))
+
+
+def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> TensorDataset:
+    """Draw a reproducible random subset, e.g. for activation calibration.
+
+    ``num_samples`` indices are drawn without replacement from
+    ``torch.randperm`` with a ``torch.Generator`` seeded by ``seed``, then
+    sorted so the subset keeps the dataset's order.
+
+    Args:
+        dataset: A ``TensorDataset`` (or any sized dataset of tensor tuples).
+        num_samples: Number of samples to draw; positive. If it is at least the
+            dataset's length, every sample is returned.
+        seed: Seed of the generator.
+
+    Returns:
+        A ``TensorDataset`` holding the chosen samples.
+
+    Raises:
+        DataError: If ``num_samples`` is not positive or the dataset is empty.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
+        raise DataError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    length = len(dataset)  # type: ignore[arg-type]
+    if length == 0:
+        raise DataError("cannot draw a calibration subset from an empty dataset.")
+    if num_samples >= length:
+        indices = torch.arange(length)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(length, generator=generator)[:num_samples].sort().values
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(tensor[indices] for tensor in dataset.tensors))
+    items = [dataset[int(i)] for i in indices]
+    columns = zip(*items, strict=True)
+    return TensorDataset(*(torch.stack([torch.as_tensor(v) for v in col]) for col in columns))

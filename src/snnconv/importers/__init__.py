@@ -1,0 +1,63 @@
+"""Importers: from a user's model to the internal graph."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from snnconv.errors import SnnconvError
+from snnconv.importers.torch_common import eval_mode
+from snnconv.importers.torch_export import import_exported_program
+from snnconv.importers.torch_fx import import_fx
+from snnconv.ir import Graph
+
+log = logging.getLogger(__name__)
+
+__all__ = ["import_exported_program", "import_fx", "import_torch"]
+
+
+def import_torch(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Graph:
+    """Capture a PyTorch model and convert it into the internal graph.
+
+    ``torch.export`` captures an ATen-level graph; models it cannot capture
+    (e.g. Python control flow it rejects) fall back to ``torch.fx`` symbolic
+    tracing. The model is evaluated in eval mode; every submodule's training
+    flag is restored afterwards.
+
+    Args:
+        model: An ``nn.Module`` or a ``torch.export.ExportedProgram``.
+        example: An input batch of the right shape (values do not matter).
+
+    Raises:
+        UnsupportedOpError: the model contains an op snnconv cannot convert.
+    """
+    if isinstance(model, torch.export.ExportedProgram):
+        return import_exported_program(model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module or ExportedProgram, got {type(model)!r}")
+    example = example.detach().to("cpu", torch.float32)
+    with eval_mode(model), torch.no_grad():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ep = torch.export.export(model, (example,), strict=False)
+        except SnnconvError:
+            raise
+        except Exception as export_error:  # noqa: BLE001 - any capture failure falls back
+            log.info("torch.export failed (%s); falling back to torch.fx", export_error)
+            try:
+                return import_fx(model, example)
+            except SnnconvError:
+                raise
+            except Exception as fx_error:
+                raise SnnconvError(
+                    "could not capture the model: torch.export failed with "
+                    f"{type(export_error).__name__}: {export_error}; torch.fx tracing failed "
+                    f"with {type(fx_error).__name__}: {fx_error}. Make the forward pass "
+                    "traceable (no data-dependent Python control flow) or export it yourself "
+                    "with torch.export and pass the ExportedProgram."
+                ) from fx_error
+        return import_exported_program(ep)

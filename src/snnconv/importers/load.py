@@ -1,0 +1,186 @@
+"""Load a model named on the command line: ``.pt2``, ``MODULE:FACTORY`` (+ weights), or a saved network.
+
+Nothing here unpickles untrusted data: ``.pt2`` archives are checked so that
+every pickled member loads with ``torch.load(weights_only=True)`` before
+``torch.export.load`` reads them, and checkpoints load with
+``weights_only=True`` or from safetensors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from snnconv.errors import ModelLoadError
+from snnconv.exporters.saved import is_saved_network
+from snnconv.exporters.saved import load as load_saved
+from snnconv.network import SpikingNetwork
+
+MODEL_FORMS = (
+    "a .pt2 file saved with torch.export.save",
+    "MODULE:FACTORY (an importable callable returning the nn.Module) with --weights FILE",
+    "a directory written by `snnconv convert` or `snnconv run`",
+)
+
+
+def _forms() -> str:
+    return "; ".join(MODEL_FORMS)
+
+
+def check_pt2_safe(path: Path) -> None:
+    """Refuse a ``.pt2`` archive whose pickled parts need more than ``weights_only`` loading."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelLoadError(
+            f"{path} is not a readable .pt2 archive ({error}). Re-export the model with "
+            "torch.export.save(torch.export.export(model, (example,)), path)."
+        ) from error
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            parts = name.split("/")
+            if "custom_objs" in parts or any(p.startswith(("custom_obj", "opaque_obj")) for p in parts):
+                raise ModelLoadError(
+                    f"{path} contains pickled custom objects ({name}); snnconv does not unpickle "
+                    "untrusted code. Export a model without TorchScript/opaque objects."
+                )
+            if name.endswith(".pt"):
+                _check_weights_only(path, name, archive.read(name))
+            if name.endswith("_config.json") and ("/weights/" in name or "/constants/" in name):
+                config = json.loads(archive.read(name) or b"{}")
+                entries = config.get("config", {})
+                folder = name.rsplit("/", 1)[0]
+                for entry in entries.values():
+                    if entry.get("use_pickle"):
+                        member = f"{folder}/{entry['path_name']}"
+                        _check_weights_only(path, member, archive.read(member))
+
+
+def _check_weights_only(path: Path, member: str, data: bytes) -> None:
+    try:
+        torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise ModelLoadError(
+            f"{path}: member {member} cannot be loaded with weights_only=True ({error}); "
+            "snnconv does not unpickle arbitrary objects. Re-export the model with "
+            "torch.export.save from plain tensors."
+        ) from error
+
+
+def load_pt2(path: str | os.PathLike[str]) -> torch.export.ExportedProgram:
+    """Load a ``torch.export`` archive after checking it is safe to read."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"model file {p} does not exist")
+    check_pt2_safe(p)
+    try:
+        return torch.export.load(str(p))
+    except Exception as error:
+        raise ModelLoadError(
+            f"cannot read {p} as a torch.export program ({type(error).__name__}: {error}). "
+            "It may come from another PyTorch version: re-export it with this one."
+        ) from error
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a checkpoint: safetensors, or a state dict saved with ``torch.save`` (weights_only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"weights file {p} does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except Exception as error:
+            raise ModelLoadError(f"cannot read {p} as safetensors ({error})") from error
+    try:
+        state: Any = torch.load(str(p), weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise ModelLoadError(
+            f"cannot load {p} with torch.load(weights_only=True) ({type(error).__name__}: "
+            f"{error}). snnconv only reads plain state dicts (or safetensors); save one with "
+            "torch.save(model.state_dict(), path)."
+        ) from error
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{p} does not hold a state dict of tensors")
+    return state
+
+
+def load_factory(spec: str, weights: str | os.PathLike[str] | None) -> nn.Module:
+    """Build the model ``MODULE:FACTORY`` and load ``weights`` into it."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ModelLoadError(f"model {spec!r} is not MODULE:FACTORY. Use one of: {_forms()}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"cannot import module {module_name!r} for model {spec!r} ({error}); run from the "
+            "directory that contains it or add it to PYTHONPATH"
+        ) from error
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)  # type: ignore[assignment]
+        if factory is None:
+            raise ModelLoadError(f"module {module_name!r} has no attribute {attr!r}")
+    model = factory() if callable(factory) else factory
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        state = load_state_dict(weights)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ModelLoadError(
+                f"weights {weights} do not fit {spec}: {error}. Check that the checkpoint "
+                "belongs to this architecture."
+            ) from error
+    return model
+
+
+def load_model(
+    spec: str, weights: str | os.PathLike[str] | None = None
+) -> nn.Module | torch.export.ExportedProgram | SpikingNetwork:
+    """Resolve a command-line MODEL argument.
+
+    Raises:
+        ModelLoadError: unknown form, missing file, unsafe or unreadable contents.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        if is_saved_network(path):
+            if weights is not None:
+                raise ModelLoadError("--weights applies to MODULE:FACTORY models, not saved networks")
+            return load_saved(path)
+        raise ModelLoadError(f"{path} is a directory but holds no saved network (network.json)")
+    if path.suffix == ".pt2":
+        return load_pt2(path)
+    if path.suffix == ".onnx":
+        raise ModelLoadError(
+            f"{path}: ONNX import is not available in this version of snnconv; export the "
+            "model from PyTorch with torch.export.save instead"
+        )
+    if path.suffix in (".pt", ".pth", ".safetensors", ".ckpt", ".bin"):
+        raise ModelLoadError(
+            f"{path} is a checkpoint, not a model: give the architecture as MODULE:FACTORY and "
+            f"this file as --weights {path}"
+        )
+    if ":" in spec and not path.exists():
+        return load_factory(spec, weights)
+    raise ModelLoadError(f"cannot interpret model {spec!r}. Use one of: {_forms()}")

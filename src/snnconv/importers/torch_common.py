@@ -1,0 +1,251 @@
+"""Graph building shared by the PyTorch importers (torch.export and torch.fx)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.fx
+
+from snnconv.errors import UnsupportedOpError
+from snnconv.ir import Graph, Input, Node, Op
+
+#: What the PyTorch importers accept, in the words users know (for error messages).
+SUPPORTED_TORCH_OPS: tuple[str, ...] = (
+    "nn.Conv2d (any stride/padding/dilation/groups)",
+    "nn.Linear",
+    "nn.BatchNorm1d/2d",
+    "ReLU (nn.ReLU, F.relu, torch.relu, Tensor.relu)",
+    "nn.AvgPool2d / F.avg_pool2d",
+    "nn.AdaptiveAvgPool2d",
+    "flatten / view / reshape keeping the batch axis",
+    "nn.Dropout",
+    "nn.Identity",
+)
+
+Value = str | torch.Tensor | None
+
+
+class GraphBuilder:
+    """Accumulates nodes while an importer walks a torch.fx graph.
+
+    ``values`` maps each fx node to what it stands for: the name of a graph
+    node (a tensor computed from the input), a constant tensor (a parameter or
+    buffer), or a Python value (shapes, flags).
+    """
+
+    def __init__(self, shape_of: Callable[[torch.fx.Node], tuple[int, ...] | None]):
+        self.nodes: list[Node] = []
+        self.values: dict[torch.fx.Node, Any] = {}
+        self.shape_of = shape_of
+        self.batch: int | None = None
+
+    # -- sources ----------------------------------------------------------
+    @staticmethod
+    def source(node: torch.fx.Node) -> str:
+        """A readable path of ``node`` in the user's model, e.g. ``features.3 (relu_2)``."""
+        stack = node.meta.get("nn_module_stack")
+        path = ""
+        if stack:
+            path = str(list(stack.values())[-1][0])
+        elif node.op == "call_module":
+            path = str(node.target)
+        return f"{path} ({node.name})" if path else node.name
+
+    def unsupported(self, node: torch.fx.Node, op: str, reason: str = "") -> UnsupportedOpError:
+        """The error for an op we cannot convert."""
+        return UnsupportedOpError(op, self.source(node), SUPPORTED_TORCH_OPS, reason)
+
+    # -- values -----------------------------------------------------------
+    def add_input(self, node: torch.fx.Node) -> None:
+        """Register the user input placeholder."""
+        if self.nodes:
+            raise UnsupportedOpError(
+                "multiple inputs",
+                self.source(node),
+                SUPPORTED_TORCH_OPS,
+                "snnconv converts networks with exactly one image input",
+            )
+        shape = self.shape_of(node)
+        if shape is None or len(shape) < 2:
+            raise UnsupportedOpError(
+                "input", self.source(node), SUPPORTED_TORCH_OPS, "the input must be a batch tensor"
+            )
+        self.batch = shape[0]
+        self.nodes.append(Node("input", Input(tuple(shape[1:])), (), {"source": "input"}))
+        self.values[node] = "input"
+
+    def arg(self, value: Any) -> Any:
+        """Map an fx argument (possibly nested) to its value."""
+        return torch.fx.node.map_arg(value, lambda n: self.values[n])
+
+    def tensor_input(self, node: torch.fx.Node, value: Any) -> str:
+        """The graph-node name of an argument that must be a computed tensor."""
+        if isinstance(value, torch.fx.Node):
+            value = self.values[value]
+        if not isinstance(value, str):
+            raise self.unsupported(
+                node, str(node.target), "expected a tensor computed from the input here"
+            )
+        return value
+
+    def param(self, node: torch.fx.Node, value: Any) -> torch.Tensor | None:
+        """A constant tensor argument (parameter/buffer), or None."""
+        if isinstance(value, torch.fx.Node):
+            value = self.values[value]
+        if value is None or isinstance(value, torch.Tensor):
+            return None if value is None else value.detach().clone().float()
+        raise self.unsupported(
+            node,
+            str(node.target),
+            "weights computed from the input are not supported; weights must be parameters",
+        )
+
+    def emit(self, node: torch.fx.Node, op: Op, inputs: Sequence[str]) -> str:
+        """Append a graph node computing ``op`` for fx node ``node``."""
+        name = node.name
+        self.nodes.append(Node(name, op, tuple(inputs), {"source": self.source(node)}))
+        self.values[node] = name
+        return name
+
+    def alias(self, node: torch.fx.Node, value: Any) -> None:
+        """Make ``node`` stand for an existing value (no-op in inference)."""
+        self.values[node] = value
+
+    def out_shape(self, node: torch.fx.Node) -> tuple[int, ...]:
+        """The output shape of ``node`` (with batch axis)."""
+        shape = self.shape_of(node)
+        if shape is None:
+            raise self.unsupported(node, str(node.target), "its output shape is unknown")
+        return shape
+
+    def reshape_target(self, node: torch.fx.Node, source: str) -> tuple[int, ...]:
+        """Per-sample output shape of a flatten/view/reshape; refuses batch mixing."""
+        shape = self.out_shape(node)
+        if not shape or shape[0] != self.batch:
+            raise self.unsupported(
+                node,
+                "reshape",
+                f"it changes the batch axis (output shape {list(shape)}); snnconv needs "
+                "every reshape to keep axis 0 as the batch (use x.flatten(1) or "
+                "x.view(x.size(0), -1))",
+            )
+        return tuple(shape[1:])
+
+    def finish(self, output: Any, where: str) -> Graph:
+        """The graph whose output is ``output`` (an fx node's value)."""
+        if isinstance(output, (tuple, list)):
+            if len(output) != 1:
+                raise UnsupportedOpError(
+                    "multiple outputs",
+                    where,
+                    SUPPORTED_TORCH_OPS,
+                    "snnconv converts networks with a single output tensor",
+                )
+            output = output[0]
+        value = self.values[output] if isinstance(output, torch.fx.Node) else output
+        if not isinstance(value, str):
+            raise UnsupportedOpError(
+                "output", where, SUPPORTED_TORCH_OPS, "the output does not depend on the input"
+            )
+        return Graph(self.nodes, output=value).prune()
+
+
+class eval_mode:  # noqa: N801 - used as a context manager
+    """Put a module (and all submodules) in eval mode; restore each flag on exit."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.flags: list[tuple[torch.nn.Module, bool]] = []
+
+    def __enter__(self) -> torch.nn.Module:
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for module, flag in self.flags:
+            module.training = flag
+
+
+# -- op builders shared by both importers -----------------------------------
+def conv2d_op(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+) -> Op:
+    """A :class:`~snnconv.ir.Conv2d` from PyTorch's conv2d arguments."""
+    from snnconv.ir import Conv2d
+
+    w = b.param(node, weight)
+    if w is None or w.dim() != 4:
+        raise b.unsupported(node, "conv", "only 2-D convolutions (4-D weights) are supported")
+    if isinstance(padding, str):
+        padding = _explicit_padding(b, node, padding, w.shape[2:], dilation)
+    return Conv2d(w, b.param(node, bias), stride, padding, dilation, int(groups))
+
+
+def _explicit_padding(
+    b: GraphBuilder, node: torch.fx.Node, mode: str, kernel: Sequence[int], dilation: Any
+) -> tuple[int, int]:
+    if mode == "valid":
+        return (0, 0)
+    dil = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    pads = []
+    for k, d in zip(kernel, dil, strict=True):
+        total = d * (k - 1)
+        if total % 2:
+            raise b.unsupported(
+                node,
+                "conv2d(padding='same')",
+                "'same' padding with an even kernel pads asymmetrically; pad explicitly",
+            )
+        pads.append(total // 2)
+    return (pads[0], pads[1])
+
+
+def batchnorm_op(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    weight: Any,
+    bias: Any,
+    mean: Any,
+    var: Any,
+    eps: float,
+) -> Op:
+    """A :class:`~snnconv.ir.BatchNorm` from running statistics."""
+    from snnconv.ir import BatchNorm
+
+    m, v = b.param(node, mean), b.param(node, var)
+    if m is None or v is None:
+        raise b.unsupported(
+            node,
+            "batch_norm",
+            "batch-norm without running statistics (track_running_stats=False) normalizes "
+            "with batch statistics, which a spiking network cannot do",
+        )
+    return BatchNorm(m, v, b.param(node, weight), b.param(node, bias), float(eps))
+
+
+def avg_pool_op(
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Op:
+    """An :class:`~snnconv.ir.AvgPool2d`; an empty stride means stride = kernel."""
+    from snnconv.ir import AvgPool2d
+
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        stride = kernel_size
+    return AvgPool2d(
+        kernel_size, stride, padding, bool(ceil_mode), bool(count_include_pad), divisor_override
+    )

@@ -1,0 +1,230 @@
+"""Import a PyTorch model captured with ``torch.export`` (an ATen-level graph).
+
+Converters are registered by ATen overload (``torch.ops.aten.conv2d.default``,
+...) and receive the op's schema arguments as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx
+from torch.fx.operator_schemas import normalize_function
+
+from snnconv.importers.registry import ConverterRegistry
+from snnconv.importers.torch_common import (
+    GraphBuilder,
+    avg_pool_op,
+    batchnorm_op,
+    conv2d_op,
+)
+from snnconv.ir import AdaptiveAvgPool2d, Dropout, Graph, Linear, ReLU, Reshape
+
+aten = torch.ops.aten
+
+#: Signature: (builder, fx node, **schema arguments) -> None (the converter emits or aliases).
+AtenConverter = Callable[..., None]
+ATEN_CONVERTERS: ConverterRegistry[AtenConverter] = ConverterRegistry("ATen importer")
+
+
+@ATEN_CONVERTERS.register(aten.conv2d.default, aten.conv2d.padding)
+def convert_conv2d(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> None:
+    op = conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.convolution.default)
+def convert_convolution(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    output_padding: Any,
+    groups: int,
+) -> None:
+    if transposed:
+        raise b.unsupported(node, "conv_transpose2d", "transposed convolutions are not supported")
+    op = conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.linear.default)
+def convert_linear(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, weight: Any, bias: Any = None
+) -> None:
+    w = b.param(node, weight)
+    if w is None:
+        raise b.unsupported(node, "linear", "missing weight")
+    b.emit(node, Linear(w, b.param(node, bias)), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.batch_norm.default)
+def convert_batch_norm(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    running_mean: Any,
+    running_var: Any,
+    training: bool,
+    momentum: float,
+    eps: float,
+    cudnn_enabled: bool,
+) -> None:
+    op = batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten._native_batch_norm_legit_no_training.default)
+def convert_native_batch_norm(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    running_mean: Any,
+    running_var: Any,
+    momentum: float,
+    eps: float,
+) -> None:
+    op = batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
+    name = b.emit(node, op, [b.tensor_input(node, input)])
+    b.alias(node, (name,))  # the op returns (output, mean, invstd); getitem 0 picks it
+
+
+@ATEN_CONVERTERS.register(aten.relu.default, aten.relu_.default)
+def convert_relu(b: GraphBuilder, node: torch.fx.Node, *, input: Any) -> None:
+    b.emit(node, ReLU(), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.avg_pool2d.default)
+def convert_avg_pool2d(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = (),
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> None:
+    op = avg_pool_op(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
+def convert_adaptive_avg_pool2d(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, output_size: Any
+) -> None:
+    b.emit(node, AdaptiveAvgPool2d(output_size), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(
+    aten.flatten.using_ints,
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+)
+def convert_reshape(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_shape: Any) -> None:
+    src = b.tensor_input(node, input)
+    b.emit(node, Reshape(b.reshape_target(node, src)), [src])
+
+
+@ATEN_CONVERTERS.register(aten.dropout.default, aten.feature_dropout.default)
+def convert_dropout(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, p: float, train: bool
+) -> None:
+    b.emit(node, Dropout(float(p)), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(
+    aten.clone.default,
+    aten.contiguous.default,
+    aten.alias.default,
+    aten.detach.default,
+    aten.detach_.default,
+)
+def convert_passthrough(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any) -> None:
+    b.alias(node, b.tensor_input(node, input))
+
+
+def _shape_from_val(node: torch.fx.Node) -> tuple[int, ...] | None:
+    val = node.meta.get("val")
+    if isinstance(val, torch.Tensor):
+        try:
+            return tuple(int(s) for s in val.shape)
+        except TypeError:  # symbolic sizes
+            return None
+    return None
+
+
+def import_exported_program(ep: torch.export.ExportedProgram) -> Graph:
+    """Convert an ``ExportedProgram`` into the internal graph.
+
+    Raises:
+        UnsupportedOpError: for any op without a converter, naming the op, the
+            module path of the node and what is supported.
+    """
+    signature = ep.graph_signature
+    constants: dict[str, Any] = {}
+    constants.update({k: ep.state_dict[v] for k, v in signature.inputs_to_parameters.items()})
+    for k, v in signature.inputs_to_buffers.items():
+        constants[k] = ep.state_dict[v] if v in ep.state_dict else ep.constants[v]
+    for k, v in signature.inputs_to_lifted_tensor_constants.items():
+        constants[k] = ep.constants[v]
+    user_inputs = set(signature.user_inputs)
+
+    b = GraphBuilder(_shape_from_val)
+    output: Any = None
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in constants:
+                b.alias(node, constants[node.name])
+            elif node.name in user_inputs:
+                b.add_input(node)
+            else:
+                b.alias(node, None)
+        elif node.op == "call_function":
+            if node.target is operator.getitem:
+                container = b.values[node.args[0]]
+                b.alias(node, container[node.args[1]] if node.args[1] == 0 else None)
+                continue
+            converter = ATEN_CONVERTERS.get(node.target)
+            if converter is None:
+                raise b.unsupported(node, str(node.target))
+            normalized = normalize_function(
+                node.target, b.arg(node.args), b.arg(node.kwargs), normalize_to_only_use_kwargs=True
+            )
+            if normalized is None:  # pragma: no cover - ATen ops always have schemas
+                raise b.unsupported(node, str(node.target), "could not read its arguments")
+            converter(b, node, **normalized.kwargs)
+        elif node.op == "output":
+            output = node.args[0]
+        else:
+            raise b.unsupported(node, f"{node.op} {node.target}")
+    return b.finish(output, "output")

@@ -1,0 +1,214 @@
+"""Fallback importer: ``torch.fx`` symbolic tracing, for models ``torch.export`` cannot capture.
+
+Converters are registered by module type (``nn.Conv2d``), by function
+(``F.relu``, ``torch.flatten``) and by tensor method (``torch.Tensor.relu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from snnconv.importers.registry import ConverterRegistry
+from snnconv.importers.torch_common import (
+    GraphBuilder,
+    avg_pool_op,
+    batchnorm_op,
+    conv2d_op,
+)
+from snnconv.ir import AdaptiveAvgPool2d, Dropout, Graph, Linear, ReLU, Reshape
+
+ModuleConverter = Callable[[GraphBuilder, torch.fx.Node, Any, str], None]
+FunctionConverter = Callable[..., None]
+
+MODULE_CONVERTERS: ConverterRegistry[ModuleConverter] = ConverterRegistry("fx module importer")
+FUNCTION_CONVERTERS: ConverterRegistry[FunctionConverter] = ConverterRegistry(
+    "fx function importer"
+)
+
+
+@MODULE_CONVERTERS.register(nn.Conv2d)
+def convert_conv2d_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Conv2d, x: str) -> None:
+    if m.padding_mode != "zeros":
+        raise b.unsupported(node, f"Conv2d(padding_mode={m.padding_mode!r})", "only zero padding")
+    op = conv2d_op(b, node, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+    b.emit(node, op, [x])
+
+
+@MODULE_CONVERTERS.register(nn.Linear)
+def convert_linear_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Linear, x: str) -> None:
+    weight = b.param(node, m.weight)
+    if weight is None:  # pragma: no cover - nn.Linear always has a weight
+        raise b.unsupported(node, "Linear", "missing weight")
+    b.emit(node, Linear(weight, b.param(node, m.bias)), [x])
+
+
+@MODULE_CONVERTERS.register(nn.BatchNorm1d, nn.BatchNorm2d)
+def convert_batchnorm_module(
+    b: GraphBuilder, node: torch.fx.Node, m: nn.BatchNorm2d, x: str
+) -> None:
+    op = batchnorm_op(b, node, m.weight, m.bias, m.running_mean, m.running_var, m.eps)
+    b.emit(node, op, [x])
+
+
+@MODULE_CONVERTERS.register(nn.ReLU)
+def convert_relu_module(b: GraphBuilder, node: torch.fx.Node, m: nn.ReLU, x: str) -> None:
+    b.emit(node, ReLU(), [x])
+
+
+@MODULE_CONVERTERS.register(nn.AvgPool2d)
+def convert_avgpool_module(b: GraphBuilder, node: torch.fx.Node, m: nn.AvgPool2d, x: str) -> None:
+    op = avg_pool_op(
+        m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
+    )
+    b.emit(node, op, [x])
+
+
+@MODULE_CONVERTERS.register(nn.AdaptiveAvgPool2d)
+def convert_adaptive_avgpool_module(
+    b: GraphBuilder, node: torch.fx.Node, m: nn.AdaptiveAvgPool2d, x: str
+) -> None:
+    size = b.out_shape(node)[2:]
+    b.emit(node, AdaptiveAvgPool2d(size), [x])
+
+
+@MODULE_CONVERTERS.register(nn.Flatten)
+def convert_flatten_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Flatten, x: str) -> None:
+    b.emit(node, Reshape(b.reshape_target(node, x)), [x])
+
+
+@MODULE_CONVERTERS.register(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+def convert_dropout_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Dropout, x: str) -> None:
+    b.emit(node, Dropout(float(m.p)), [x])
+
+
+@MODULE_CONVERTERS.register(nn.Identity)
+def convert_identity_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Identity, x: str) -> None:
+    b.alias(node, x)
+
+
+@FUNCTION_CONVERTERS.register(F.relu, torch.relu, torch.relu_, torch.Tensor.relu)
+def convert_relu_function(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any) -> None:
+    b.emit(node, ReLU(), [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(
+    torch.flatten,
+    torch.reshape,
+    torch.Tensor.flatten,
+    torch.Tensor.view,
+    torch.Tensor.reshape,
+)
+def convert_reshape_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    x = b.tensor_input(node, kwargs.get("input", kwargs.get("self")))
+    b.emit(node, Reshape(b.reshape_target(node, x)), [x])
+
+
+@FUNCTION_CONVERTERS.register(F.avg_pool2d)
+def convert_avg_pool_function(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> None:
+    op = avg_pool_op(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(F.adaptive_avg_pool2d)
+def convert_adaptive_avg_pool_function(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any
+) -> None:
+    b.emit(node, AdaptiveAvgPool2d(b.out_shape(node)[2:]), [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(F.dropout, torch.dropout)
+def convert_dropout_function(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, p: float = 0.5, **_: Any
+) -> None:
+    b.emit(node, Dropout(float(p)), [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach)
+def convert_passthrough_method(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    b.alias(node, b.tensor_input(node, kwargs.get("self", kwargs.get("input"))))
+
+
+#: Methods that compute shapes, not tensors (their results only feed reshape arguments).
+_SHAPE_METHODS = {"size", "dim"}
+
+
+def _method_kwargs(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    from torch.fx.operator_schemas import normalize_function
+
+    try:
+        normalized = normalize_function(target, args, kwargs, normalize_to_only_use_kwargs=True)
+    except (ValueError, TypeError):  # builtins without an introspectable signature
+        normalized = None
+    if normalized is not None:
+        return dict(normalized.kwargs)
+    # Methods and overloaded functions without a unique signature: positional first arg.
+    out = dict(kwargs)
+    if args:
+        out.setdefault("input", args[0])
+    return out
+
+
+def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
+    """Trace ``model`` with ``torch.fx.symbolic_trace`` and convert it.
+
+    Shapes come from running the traced module once on ``example``.
+    """
+    gm = torch.fx.symbolic_trace(model)
+    ShapeProp(gm).propagate(example)
+
+    def shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
+        meta = node.meta.get("tensor_meta")
+        shape = getattr(meta, "shape", None)
+        return tuple(int(s) for s in shape) if shape is not None else None
+
+    b = GraphBuilder(shape_of)
+    modules = dict(gm.named_modules())
+    output: Any = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            b.add_input(node)
+        elif node.op == "get_attr":
+            value: Any = gm
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            b.alias(node, value)
+        elif node.op == "call_module":
+            module = modules[str(node.target)]
+            module_converter = MODULE_CONVERTERS.get(type(module))
+            if module_converter is None:
+                raise b.unsupported(node, type(module).__name__)
+            if len(node.args) != 1 or node.kwargs:
+                raise b.unsupported(node, type(module).__name__, "called with extra arguments")
+            module_converter(b, node, module, b.tensor_input(node, node.args[0]))
+        elif node.op in ("call_function", "call_method"):
+            if node.op == "call_method" and node.target in _SHAPE_METHODS:
+                b.alias(node, None)
+                continue
+            target = getattr(torch.Tensor, str(node.target), None) if node.op == "call_method" else node.target
+            function_converter = FUNCTION_CONVERTERS.get(target)
+            if function_converter is None:
+                name = getattr(target, "__name__", str(node.target))
+                raise b.unsupported(node, f"{'Tensor.' if node.op == 'call_method' else ''}{name}")
+            kwargs = _method_kwargs(target, b.arg(node.args), b.arg(node.kwargs))
+            function_converter(b, node, **kwargs)
+        elif node.op == "output":
+            output = node.args[0]
+    return b.finish(output, "output")

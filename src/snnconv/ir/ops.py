@@ -1,0 +1,314 @@
+"""Typed operations of the internal graph.
+
+Each op is a small frozen dataclass whose docstring states what it computes on
+one batch (``x`` has a leading batch axis). ``apply`` evaluates the op as part
+of an ordinary (analog) network; the spiking dynamics of :class:`IFNeuron` live
+in :mod:`snnconv.sim.neurons`. Parameters are tensors; every other field is a
+plain value, so an op round-trips through JSON + safetensors.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class ResetMode(enum.Enum):
+    """What an IF neuron's membrane does after a spike."""
+
+    SUBTRACT = "subtract"
+    """V ← V − θ: keeps the surplus charge (the default; rates converge to the ReLU)."""
+    ZERO = "zero"
+    """V ← 0: discards the surplus (offered for comparison; biased low)."""
+
+
+class InputEncoding(enum.Enum):
+    """How the input image drives the first layer."""
+
+    ANALOG = "analog"
+    """The image is a constant input current at every step (the default)."""
+    POISSON = "poisson"
+    """Each pixel spikes (±1) with probability min(|x|, 1) per step."""
+
+
+def _pair(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    values = tuple(int(v) for v in value)
+    if len(values) == 1:
+        return (values[0], values[0])
+    if len(values) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return (values[0], values[1])
+
+
+def _check_finite(op_name: str, **tensors: Tensor | None) -> None:
+    for name, tensor in tensors.items():
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            from snnconv.errors import NumericalError
+
+            raise NumericalError(
+                f"{op_name}.{name} contains NaN or Inf values; the model's parameters are "
+                "corrupt or training diverged. Fix the checkpoint before converting."
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """Base class of graph operations."""
+
+    #: True for ops with learned weights that normalization rescales.
+    has_weights: ClassVar[bool] = False
+    #: True for ops that are linear and positively homogeneous in their input
+    #: (f(c·x) = c·f(x) for c > 0), so a per-layer scale passes through them.
+    scale_transparent: ClassVar[bool] = False
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        """Evaluate the op on batched inputs."""
+        raise NotImplementedError(type(self).__name__)
+
+    @property
+    def kind(self) -> str:
+        """The op's type name, as used in saved files and reports."""
+        return type(self).__name__
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The op's tensor-valued fields (parameters), by field name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Input(Op):
+    """The network's input; ``shape`` is one sample's shape (no batch axis)."""
+
+    shape: tuple[int, ...]
+
+    def apply(self, *inputs: Tensor) -> Tensor:  # pragma: no cover - fed by executors
+        raise RuntimeError("Input nodes are fed by the executor, not applied")
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Op):
+    """y = conv2d(x, weight, bias, stride, padding, dilation, groups) (cross-correlation)."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    has_weights: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.weight.dim() != 4:
+            raise ValueError(f"Conv2d weight must be 4-D, got shape {tuple(self.weight.shape)}")
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ValueError("Conv2d bias must have one entry per output channel")
+        for name in ("stride", "padding", "dilation"):
+            object.__setattr__(self, name, _pair(getattr(self, name), name))
+        _check_finite("Conv2d", weight=self.weight, bias=self.bias)
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.conv2d(
+            inputs[0], self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(Op):
+    """y = x · weightᵀ + bias (x is [N, in_features])."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+
+    has_weights: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.weight.dim() != 2:
+            raise ValueError(f"Linear weight must be 2-D, got shape {tuple(self.weight.shape)}")
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ValueError("Linear bias must have one entry per output feature")
+        _check_finite("Linear", weight=self.weight, bias=self.bias)
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.linear(inputs[0], self.weight, self.bias)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNorm(Op):
+    """y = (x − mean) / √(var + eps) · weight + bias, per channel (axis 1).
+
+    Inference-mode batch normalization (running statistics), for 2-D
+    ``[N, C]`` and 4-D ``[N, C, H, W]`` inputs. Folded away before simulation.
+    """
+
+    mean: Tensor
+    var: Tensor
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check_finite("BatchNorm", mean=self.mean, var=self.var, weight=self.weight, bias=self.bias)
+
+    def scale_shift(self) -> tuple[Tensor, Tensor]:
+        """Per-channel (a, c) with y = a·x + c."""
+        a = torch.rsqrt(self.var + self.eps)
+        if self.weight is not None:
+            a = a * self.weight
+        c = -self.mean * a
+        if self.bias is not None:
+            c = c + self.bias
+        return a, c
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.batch_norm(
+            inputs[0], self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ReLU(Op):
+    """y = max(x, 0)."""
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return torch.relu(inputs[0])
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool2d(Op):
+    """y = avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor)."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+
+    scale_transparent: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for name in ("kernel_size", "stride", "padding"):
+            object.__setattr__(self, name, _pair(getattr(self, name), name))
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.avg_pool2d(
+            inputs[0],
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptiveAvgPool2d(Op):
+    """y = adaptive_avg_pool2d(x, output_size)."""
+
+    output_size: tuple[int, int]
+
+    scale_transparent: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_size", _pair(self.output_size, "output_size"))
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(inputs[0], self.output_size)
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Op):
+    """y = x.reshape(N, *shape): ``shape`` is one sample's output shape.
+
+    Covers flatten, view and reshape that keep the batch axis.
+    """
+
+    shape: tuple[int, ...]
+
+    scale_transparent: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return inputs[0].reshape(inputs[0].shape[0], *self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Dropout(Op):
+    """y = x at inference (removed before simulation)."""
+
+    p: float = 0.5
+
+    scale_transparent: ClassVar[bool] = True
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return inputs[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Identity(Op):
+    """y = x (removed before simulation)."""
+
+    scale_transparent: ClassVar[bool] = True
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return inputs[0]
+
+
+@dataclass(frozen=True, eq=False)
+class IFNeuron(Op):
+    """Integrate-and-fire neurons replacing a ReLU.
+
+    Per time step (dt = 1): V ← V + z; s = [V ≥ θ]; then V ← V − θ·s
+    (``ResetMode.SUBTRACT``) or V ← V·(1 − s) (``ResetMode.ZERO``), with
+    V(0) = ``v_init``·θ. The spike rate approximates ReLU(z)/θ clipped to [0, 1],
+    so :meth:`apply` (used when the network runs as an ANN) is the ReLU.
+    """
+
+    threshold: float = 1.0
+    reset: ResetMode = ResetMode.SUBTRACT
+    v_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.threshold > 0 and math.isfinite(self.threshold)):
+            raise ValueError(f"IFNeuron threshold must be positive, got {self.threshold}")
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return torch.relu(inputs[0])
+
+
+#: Every op type, by the name used in saved files.
+OP_TYPES: dict[str, type[Op]] = {
+    cls.__name__: cls
+    for cls in (
+        Input,
+        Conv2d,
+        Linear,
+        BatchNorm,
+        ReLU,
+        AvgPool2d,
+        AdaptiveAvgPool2d,
+        Reshape,
+        Dropout,
+        Identity,
+        IFNeuron,
+    )
+}
+
+#: Ops that a spiking layer's input map may contain (computed every step).
+LINEAR_OPS: tuple[type[Op], ...] = (Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Reshape)

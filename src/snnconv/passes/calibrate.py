@@ -1,0 +1,287 @@
+"""Activation statistics over a calibration set: exact percentiles in bounded memory.
+
+The robust maximum λ of a layer is the p-th percentile of its *non-zero*
+activations, pooled over all samples and neurons of the calibration set, with
+linear interpolation between order statistics (numpy's default 'linear'
+method): with the n positive values sorted ascending as v_0 ≤ … ≤ v_{n−1} and
+h = (n − 1)·p/100, λ = v_⌊h⌋ + (h − ⌊h⌋)·(v_⌊h⌋+1 − v_⌊h⌋).
+
+The two order statistics are found exactly without storing the activations:
+pass 1 counts the positive values and finds their maximum; pass 2 builds a
+histogram of ``bins`` equal-width buckets over (0, max]; each further pass
+either collects the values of the bucket holding a wanted rank (when it holds
+at most ``collect_limit`` values) and sorts them, or splits that bucket into
+``bins`` finer buckets. Bucket membership uses the same float64 boundaries in
+every pass, so no value is ever counted in two buckets: the result is exact
+(equal to ``numpy.percentile`` of all positive activations, up to the float64
+rounding of the interpolation), and memory is O(layers × (bins +
+collect_limit)), independent of the calibration-set size. Typical cost: three
+passes over the calibration data (one for p = 100).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from snnconv.errors import ConfigError, NumericalError
+from snnconv.ir import Graph, IFNeuron, ReLU
+from snnconv.sim.reference import run_graph
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """The p-th percentile of non-zero activations (p in (0, 100]; 100 = max-norm)."""
+
+    p: float = 99.9
+
+    def __post_init__(self) -> None:
+        if not (0 < self.p <= 100) or math.isnan(self.p):
+            raise ConfigError(
+                f"percentile must be in (0, 100], got {self.p}; 99.9 is the default and "
+                "100 gives max-norm"
+            )
+
+
+@dataclass
+class LayerStats:
+    """Statistics of one activation layer over the calibration set.
+
+    Attributes:
+        scale: The robust maximum λ (the chosen percentile), or 1.0 if the
+            layer never activated.
+        max: The largest activation seen.
+        positive: How many activations were > 0.
+        total: How many activations were seen.
+        histogram: Counts of positive activations in ``bins`` equal buckets over (0, max].
+    """
+
+    scale: float
+    max: float
+    positive: int
+    total: int
+    histogram: list[int] = field(default_factory=list)
+
+
+def activation_nodes(graph: Graph) -> list[str]:
+    """Names of the nodes whose outputs are normalized (ReLU / IF layers)."""
+    return [n.name for n in graph.nodes if isinstance(n.op, (ReLU, IFNeuron))]
+
+
+def iterate_batches(data: object, batch_size: int = 256) -> Iterator[Tensor]:
+    """Yield input batches from a tensor, a dataset, a DataLoader or any re-iterable of batches.
+
+    Items may be tensors or ``(x, y, ...)`` tuples; only ``x`` is used.
+    """
+    if isinstance(data, Tensor):
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(
+        data, torch.utils.data.IterableDataset
+    ):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if not isinstance(data, Iterable):
+        raise ConfigError(
+            f"calibration data must be a tensor, a Dataset or a DataLoader, got {type(data)!r}"
+        )
+    if iter(data) is data:
+        raise ConfigError(
+            "calibration data is a one-shot iterator, but statistics need several passes; "
+            "pass a tensor, a Dataset or a DataLoader instead"
+        )
+    for item in data:
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(x, Tensor):
+            raise ConfigError(f"calibration batches must be tensors, got {type(x)!r}")
+        yield x
+
+
+class _RankSearch:
+    """Locates the value of one rank among a layer's positive activations."""
+
+    def __init__(self, rank: int, upper: float, count: int, bins: int):
+        self.rank = rank  # rank within the current interval
+        self.lo = 0.0  # interval is lo < x <= hi on the first level, lo <= x < hi later
+        self.hi = upper
+        self.first = True
+        self.count = count
+        self.bins = bins
+        self.value: float | None = None
+        self.boundaries: Tensor | None = None
+        self.histogram: Tensor | None = None
+        self.collected: list[Tensor] = []
+        self.seen_min = math.inf
+        self.seen_max = -math.inf
+
+    def select(self, x: Tensor) -> Tensor:
+        x = x.double()  # compare in float64, exactly as bucketize does
+        if self.first:
+            return x[(x > self.lo) & (x <= self.hi)]
+        return x[(x >= self.lo) & (x < self.hi)]
+
+    def start_pass(self, collect_limit: int) -> None:
+        self.collect = self.count <= collect_limit
+        self.histogram = torch.zeros(self.bins, dtype=torch.int64)
+        self.boundaries = torch.linspace(self.lo, self.hi, self.bins + 1, dtype=torch.float64)
+        self.collected = []
+        self.seen_min, self.seen_max = math.inf, -math.inf
+
+    def observe(self, x: Tensor) -> None:
+        sel = self.select(x)
+        if sel.numel() == 0:
+            return
+        if self.collect:
+            self.collected.append(sel.cpu())
+            return
+        self.seen_min = min(self.seen_min, float(sel.min()))
+        self.seen_max = max(self.seen_max, float(sel.max()))
+        assert self.boundaries is not None and self.histogram is not None
+        # right=True: boundaries[i-1] <= x < boundaries[i]; the top edge joins the last bin.
+        idx = torch.bucketize(sel.cpu(), self.boundaries, right=True) - 1
+        idx.clamp_(0, self.bins - 1)
+        self.histogram += torch.bincount(idx, minlength=self.bins)
+
+    def end_pass(self) -> None:
+        if self.collect:
+            values = torch.cat(self.collected).double().sort().values
+            self.value = float(values[self.rank])
+            self.collected = []
+            return
+        if self.seen_min == self.seen_max:  # all values in the interval are equal
+            self.value = self.seen_min
+            return
+        assert self.histogram is not None and self.boundaries is not None
+        cumulative = self.histogram.cumsum(0)
+        b = int(torch.searchsorted(cumulative, torch.tensor(self.rank), right=True))
+        before = int(cumulative[b - 1]) if b > 0 else 0
+        self.rank -= before
+        self.count = int(self.histogram[b])
+        lo, hi = float(self.boundaries[b]), float(self.boundaries[b + 1])
+        if b == self.bins - 1:
+            hi = math.nextafter(hi, math.inf)  # the last bucket includes its top edge
+        self.lo, self.hi, self.first = lo, hi, False
+
+
+@torch.no_grad()
+def collect_activation_stats(
+    graph: Graph,
+    data: object,
+    percentile: Percentile = Percentile(),
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    bins: int = 2048,
+    collect_limit: int = 1 << 18,
+    progress: bool = False,
+) -> dict[str, LayerStats]:
+    """Compute λ for every ReLU layer of ``graph`` over the calibration ``data``.
+
+    Args:
+        graph: An ANN graph (batch-norm folded).
+        data: Calibration inputs: a tensor, Dataset, DataLoader or re-iterable of batches.
+        percentile: Which robust maximum to take.
+        batch_size: Batch size when ``data`` is a tensor or dataset.
+        device: Where to run the forward passes.
+        bins: Buckets per histogram level.
+        collect_limit: Largest number of values sorted exactly at once.
+        progress: Show a progress bar per pass.
+
+    Returns:
+        ``{node name: LayerStats}`` for each activation node.
+
+    Raises:
+        ConfigError: empty calibration data.
+        NumericalError: NaN or Inf activations (naming the layer).
+    """
+    layers = activation_nodes(graph)
+    graph_dev = _to_device(graph, device)
+
+    def passes(desc: str) -> Iterator[dict[str, Tensor]]:
+        batches = iterate_batches(data, batch_size)
+        for x in tqdm(batches, desc=desc, disable=not progress, leave=False, unit="batch"):
+            _, acts = run_graph(graph_dev, x.to(device, torch.float32), capture=layers)
+            yield {name: a.reshape(-1) for name, a in acts.items()}
+
+    positive = dict.fromkeys(layers, 0)
+    total = dict.fromkeys(layers, 0)
+    maximum = dict.fromkeys(layers, 0.0)
+    for acts in passes("calibration (max)"):
+        for name, a in acts.items():
+            if not bool(torch.isfinite(a).all()):
+                raise NumericalError(
+                    f"layer {graph.node(name).source!r} produced NaN or Inf activations on the "
+                    "calibration data; check the input data (range, normalization) and weights"
+                )
+            positive[name] += int((a > 0).sum())
+            total[name] += a.numel()
+            maximum[name] = max(maximum[name], float(a.max()) if a.numel() else 0.0)
+    if layers and sum(total.values()) == 0:
+        raise ConfigError("calibration data is empty: pass at least one sample")
+    if not layers:
+        first = next(iterate_batches(data, batch_size), None)
+        if first is None or first.shape[0] == 0:
+            raise ConfigError("calibration data is empty: pass at least one sample")
+
+    searches: dict[str, list[_RankSearch]] = {}
+    weights: dict[str, float] = {}
+    for name in layers:
+        n = positive[name]
+        if n == 0 or percentile.p == 100:
+            continue
+        h = (n - 1) * percentile.p / 100.0
+        lo = math.floor(h)
+        weights[name] = h - lo
+        searches[name] = [
+            _RankSearch(r, maximum[name], n, bins) for r in sorted({lo, min(lo + 1, n - 1)})
+        ]
+
+    # The first histogram (over (0, max]) is kept for reports.
+    histograms: dict[str, list[int]] = {}
+    level = 0
+    while any(s.value is None for ss in searches.values() for s in ss):
+        pending = [s for ss in searches.values() for s in ss if s.value is None]
+        for s in pending:
+            s.start_pass(collect_limit if level > 0 else -1)
+        for acts in passes(f"calibration (percentile, pass {level + 1})"):
+            for name, ss in searches.items():
+                for s in ss:
+                    if s.value is None:
+                        s.observe(acts[name])
+        for name, ss in searches.items():
+            if level == 0 and ss[0].histogram is not None:
+                histograms[name] = [int(c) for c in ss[0].histogram]
+        for s in pending:
+            s.end_pass()
+        level += 1
+
+    stats: dict[str, LayerStats] = {}
+    for name in layers:
+        if positive[name] == 0:
+            scale = 1.0
+        elif percentile.p == 100:
+            scale = maximum[name]
+        else:
+            values = [s.value for s in searches[name]]
+            v0 = float(values[0])  # type: ignore[arg-type]
+            v1 = float(values[-1])  # type: ignore[arg-type]
+            scale = v0 + weights[name] * (v1 - v0)
+        stats[name] = LayerStats(
+            scale=scale if scale > 0 else 1.0,
+            max=maximum[name],
+            positive=positive[name],
+            total=total[name],
+            histogram=histograms.get(name, []),
+        )
+    return stats
+
+
+def _to_device(graph: Graph, device: torch.device | str) -> Graph:
+    from snnconv.passes.device import graph_to
+
+    return graph_to(graph, device)

@@ -1,0 +1,1 @@
+"""Simulation: the spiking simulator and the ANN reference executor."""

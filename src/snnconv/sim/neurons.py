@@ -1,0 +1,64 @@
+"""Integrate-and-fire dynamics as small step functions.
+
+State is the membrane potential tensor ``v``, owned by the simulator and
+updated in place (the simulator's hot loop allocates nothing per step).
+For one step with input current ``z`` and threshold θ:
+
+    V ← V + z;   s = [V ≥ θ];   V ← V − θ·s   (reset by subtraction)
+                                V ← V·(1 − s) (reset to zero)
+
+With constant z ∈ [0, θ] and V(0) = 0, reset by subtraction emits exactly
+⌊T·z/θ⌋ spikes in T steps (up to the float rounding of the running sum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from snnconv.ir import ResetMode
+
+#: (v, z, threshold, spikes_out) -> None; writes 0/1 spikes into ``spikes_out``.
+StepFn = Callable[[Tensor, Tensor, float, Tensor], None]
+
+
+def if_step_subtract(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None:
+    """One IF step with reset by subtraction: V ← V + z; s = [V ≥ θ]; V ← V − θ·s."""
+    v.add_(z)
+    torch.ge(v, threshold, out=spikes)
+    v.sub_(spikes, alpha=threshold)
+
+
+def if_step_zero(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None:
+    """One IF step with reset to zero: V ← V + z; s = [V ≥ θ]; V ← V·(1 − s)."""
+    v.add_(z)
+    torch.ge(v, threshold, out=spikes)
+    v.mul_(1.0 - spikes)
+
+
+STEP_FUNCTIONS: dict[ResetMode, StepFn] = {
+    ResetMode.SUBTRACT: if_step_subtract,
+    ResetMode.ZERO: if_step_zero,
+}
+
+
+def if_scan(
+    v: Tensor, z: Tensor, threshold: float, reset: ResetMode, steps: int, constant: bool
+) -> Tensor:
+    """Run ``steps`` IF steps; return the spikes as a ``[steps, *v.shape]`` tensor.
+
+    Args:
+        v: Membrane potential ``[B, ...]``, updated in place.
+        z: Input current: ``[steps, B, ...]``, or ``[B, ...]`` if ``constant``.
+        threshold: θ.
+        reset: Reset rule.
+        steps: Number of steps.
+        constant: Whether ``z`` is the same at every step.
+    """
+    step = STEP_FUNCTIONS[reset]
+    spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+    for k in range(steps):
+        step(v, z if constant else z[k], threshold, spikes[k])
+    return spikes

@@ -1,0 +1,177 @@
+"""Time-chunked, layer-major simulator of converted networks.
+
+For each chunk of K time steps, every stateless layer (conv, linear, pooling)
+runs once on the whole ``[K·B, ...]`` block of its input, and every IF layer
+scans its K steps, carrying membrane state across chunks. Memory is bounded
+by K, not by the number of steps T. Nodes whose value does not change over
+time (the analog input and the layers computed from it before the first
+spiking layer) are computed once per batch.
+
+The readout is the output layer's accumulated input current (its membrane
+potential without threshold or reset); the class ranking after every step
+gives the accuracy at every t in one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from snnconv.errors import ConfigError
+from snnconv.ir import Graph, IFNeuron, Input, InputEncoding
+from snnconv.passes.device import graph_to
+from snnconv.sim.neurons import if_scan
+from snnconv.sim.reference import check_input, last_uses
+
+#: Default steps per chunk by device type, chosen by ``benchmarks/bench_sim.py``.
+DEFAULT_CHUNK: dict[str, int] = {"cpu": 1, "cuda": 16}
+
+
+def default_chunk(device: torch.device) -> int:
+    """The measured default chunk size K for ``device``."""
+    return DEFAULT_CHUNK.get(device.type, 8)
+
+
+@dataclass
+class BatchResult:
+    """Per-step results of simulating one batch.
+
+    Attributes:
+        correct_top1: ``[T]`` count of samples whose top-1 class is right after each step.
+        correct_top5: ``[T]`` the same for top-5.
+        spikes: ``{IF node name: [T] total spikes in that layer at each step}``.
+        output: ``[B, C]`` accumulated output potential after the last step.
+    """
+
+    correct_top1: Tensor
+    correct_top5: Tensor
+    spikes: dict[str, Tensor] = field(default_factory=dict)
+    output: Tensor | None = None
+
+
+class Simulator:
+    """Simulates a spiking graph (IF layers from :func:`~snnconv.passes.to_spiking`).
+
+    Args:
+        graph: The spiking graph.
+        device: Where to simulate.
+        chunk: Steps per layer call (K); None for the device's default.
+        input_encoding: Analog (constant current) or Poisson input.
+        seed: Seed of the Poisson generator.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        device: torch.device | str = "cpu",
+        chunk: int | None = None,
+        input_encoding: InputEncoding = InputEncoding.ANALOG,
+        seed: int = 0,
+    ):
+        self.device = torch.device(device)
+        self.graph = graph_to(graph, self.device)
+        self.chunk = int(chunk) if chunk is not None else default_chunk(self.device)
+        if self.chunk < 1:
+            raise ConfigError(f"chunk must be a positive integer, got {chunk}")
+        self.encoding = InputEncoding(input_encoding)
+        self.seed = seed
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.last_use = last_uses(self.graph)
+        analog = self.encoding is InputEncoding.ANALOG
+        self.static: set[str] = set()
+        for node in self.graph.nodes:
+            if isinstance(node.op, Input):
+                if analog:
+                    self.static.add(node.name)
+            elif not isinstance(node.op, IFNeuron) and all(i in self.static for i in node.inputs):
+                self.static.add(node.name)
+        self.neurons = [n for n in self.graph.nodes if isinstance(n.op, IFNeuron)]
+
+    @torch.no_grad()
+    def run(self, x: Tensor, y: Tensor, timesteps: int, record_spikes: bool = True) -> BatchResult:
+        """Simulate ``timesteps`` steps on batch ``x`` with labels ``y``."""
+        if timesteps < 1:
+            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
+        check_input(self.graph, x)
+        x = x.to(self.device, torch.float32)
+        y = y.to(self.device)
+        batch = x.shape[0]
+        nodes = self.graph.nodes
+        static: dict[str, Tensor] = {}
+        for i, node in enumerate(nodes):
+            if node.name not in self.static:
+                continue
+            if isinstance(node.op, Input):
+                static[node.name] = x
+            else:
+                static[node.name] = node.op.apply(*(static[n] for n in node.inputs))
+        membranes = {
+            n.name: torch.full(
+                (batch, *n.meta["shape"]),
+                n.op.v_init * n.op.threshold,  # type: ignore[attr-defined]
+                device=self.device,
+            )
+            for n in self.neurons
+        }
+        out_node = self.graph.output_node
+        classes = int(out_node.meta["shape"][-1])
+        topk = min(5, classes)
+        potential = torch.zeros((batch, classes), device=self.device)
+        correct1 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
+        correct5 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
+        spike_counts = {
+            n.name: torch.zeros(timesteps, device=self.device) for n in self.neurons
+        } if record_spikes else {}
+        dynamic = [(i, n) for i, n in enumerate(nodes) if n.name not in self.static]
+
+        for start in range(0, timesteps, self.chunk):
+            k = min(self.chunk, timesteps - start)
+            values: dict[str, Tensor] = {}
+
+            def value(name: str, k: int = k) -> Tensor:
+                if name in values:
+                    return values[name]
+                s = static[name]
+                return s.unsqueeze(0).expand(k, *s.shape).reshape(k * batch, *s.shape[1:])
+
+            for i, node in dynamic:
+                op = node.op
+                if isinstance(op, Input):
+                    values[node.name] = self._poisson(x, k)
+                elif isinstance(op, IFNeuron):
+                    src = node.inputs[0]
+                    constant = src in static and src not in values
+                    z = static[src] if constant else values[src].reshape(k, batch, -1)
+                    v = membranes[node.name]
+                    if not constant:
+                        z = z.reshape(k, *v.shape)
+                    spikes = if_scan(v, z, op.threshold, op.reset, k, constant)
+                    if record_spikes:
+                        spike_counts[node.name][start : start + k] += spikes.reshape(k, -1).sum(1)
+                    values[node.name] = spikes.reshape(k * batch, *v.shape[1:])
+                else:
+                    values[node.name] = op.apply(*(value(n) for n in node.inputs))
+                for name in node.inputs:
+                    if self.last_use[name] == i:
+                        values.pop(name, None)
+
+            current = value(out_node.name).reshape(k, batch, classes)
+            cumulative = torch.cumsum(current, dim=0).add_(potential)
+            potential = cumulative[-1].clone()
+            ranks = cumulative.topk(topk, dim=-1).indices
+            hits = ranks == y.view(1, batch, 1)
+            correct1[start : start + k] += hits[..., 0].sum(1)
+            correct5[start : start + k] += hits.any(-1).sum(1)
+
+        return BatchResult(correct1, correct5, spike_counts, potential)
+
+    def _poisson(self, x: Tensor, steps: int) -> Tensor:
+        """Poisson-encoded input spikes for ``steps`` steps: ±1 with probability min(|x|, 1)."""
+        p = x.abs().clamp_(max=1.0)
+        u = torch.rand((steps, *x.shape), generator=self.generator, device=self.device)
+        spikes = (u < p).to(x.dtype).mul_(torch.sign(x))
+        return spikes.reshape(steps * x.shape[0], *x.shape[1:])

@@ -1,0 +1,357 @@
+"""Small reference CNNs, a deterministic training loop, and weight files.
+
+The networks use only layers the converter supports (convolution, linear,
+ReLU, average/max pooling, batch normalisation, dropout, flatten), so they
+serve as examples, test fixtures and benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
+from tqdm import tqdm
+
+from snnconv.errors import ConfigError, DataError, ModelLoadError
+
+__all__ = [
+    "PRETRAINED_LENET_FILE",
+    "accuracy",
+    "lenet",
+    "load_pretrained_lenet",
+    "load_weights",
+    "save_weights",
+    "train",
+    "vgg_small",
+]
+
+#: File name of the shipped LeNet checkpoint inside ``snnconv/zoo_weights``.
+PRETRAINED_LENET_FILE = "lenet_avg_fmnist.safetensors"
+
+
+def _check_dims(in_channels: int, num_classes: int, image_size: int) -> None:
+    """Validate the constructor arguments shared by the zoo networks."""
+    for name, value, low in (
+        ("in_channels", in_channels, 1),
+        ("num_classes", num_classes, 2),
+        ("image_size", image_size, 4),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
+def lenet(
+    pool: Literal["avg", "max"] = "avg",
+    in_channels: int = 1,
+    num_classes: int = 10,
+    image_size: int = 28,
+) -> nn.Sequential:
+    """Build a LeNet-style CNN.
+
+    Layers: conv 5x5 (``in_channels``→16, padding 2), ReLU, pool 2x2,
+    conv 5x5 (16→32, padding 2), ReLU, pool 2x2, flatten,
+    linear (32·(s/4)²→128), ReLU, linear (128→``num_classes``), where s is
+    ``image_size`` and s/4 rounds down. Every layer has a bias.
+
+    Args:
+        pool: ``"avg"`` for average pooling or ``"max"`` for max pooling.
+        in_channels: Number of input channels.
+        num_classes: Number of output classes.
+        image_size: Height and width of the (square) input images.
+
+    Returns:
+        The untrained network as an ``nn.Sequential``.
+
+    Raises:
+        ConfigError: If ``pool`` is unknown or a size is out of range.
+    """
+    if pool not in ("avg", "max"):
+        raise ConfigError(f"pool must be 'avg' or 'max', got {pool!r}.")
+    _check_dims(in_channels, num_classes, image_size)
+
+    def pooling() -> nn.Module:
+        return nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2)
+
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, kernel_size=5, padding=2),
+        nn.ReLU(),
+        pooling(),
+        nn.Conv2d(16, 32, kernel_size=5, padding=2),
+        nn.ReLU(),
+        pooling(),
+        nn.Flatten(),
+        nn.Linear(32 * side * side, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def vgg_small(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Sequential:
+    """Build a small VGG-style CNN with batch normalisation and dropout.
+
+    Layers: [conv 3x3 (padding 1), batch norm, ReLU] x2 with 16 channels,
+    average pool 2x2, [conv 3x3, batch norm, ReLU] x2 with 32 channels,
+    average pool 2x2, flatten, dropout 0.2, linear (32·(s/4)²→128), ReLU,
+    dropout 0.2, linear (128→``num_classes``), where s is ``image_size``.
+    Convolutions keep their bias (folded into the batch norm on conversion).
+
+    Args:
+        in_channels: Number of input channels.
+        num_classes: Number of output classes.
+        image_size: Height and width of the (square) input images.
+
+    Returns:
+        The untrained network as an ``nn.Sequential``.
+
+    Raises:
+        ConfigError: If a size is out of range.
+    """
+    _check_dims(in_channels, num_classes, image_size)
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    side = image_size // 4
+    return nn.Sequential(
+        *block(in_channels, 16),
+        *block(16, 16),
+        nn.AvgPool2d(2),
+        *block(16, 32),
+        *block(32, 32),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(32 * side * side, 128),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(128, num_classes),
+    )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
+    """Train a classifier with Adam and cross-entropy loss.
+
+    Training is deterministic for a given ``seed`` and initial model: the
+    global torch seed is set to ``seed`` (for dropout) and the data is
+    shuffled by a ``torch.Generator`` seeded with ``seed``. Batches are moved
+    to the model's device.
+
+    Args:
+        model: The network; trained in place.
+        train_set: Dataset of ``(image, label)`` pairs, ideally a
+            ``TensorDataset`` (batched by fancy indexing, which is fast).
+        epochs: Number of passes over the data (0 leaves the model unchanged).
+        batch_size: Mini-batch size; the last batch may be smaller.
+        lr: Adam learning rate.
+        seed: Seed for shuffling and dropout.
+        progress: Show a tqdm progress bar per epoch.
+
+    Returns:
+        The same model, in eval mode.
+
+    Raises:
+        ConfigError: If ``epochs``, ``batch_size`` or ``lr`` is out of range.
+        DataError: If ``train_set`` is empty.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"epochs must be an integer >= 0, got {epochs!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr!r}.")
+    if len(train_set) == 0:  # type: ignore[arg-type]
+        raise DataError("the training set is empty; load a dataset with at least one sample.")
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(train_set, TensorDataset):
+        # Index the tensors with a whole batch of indices at once.
+        sampler = BatchSampler(
+            RandomSampler(train_set, generator=generator), batch_size, drop_last=False
+        )
+        loader = DataLoader(train_set, sampler=sampler, batch_size=None)
+    else:
+        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator)
+
+    device = _model_device(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for epoch in range(epochs):
+        batches = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
+        )
+        for images, labels in batches:
+            images, labels = images.to(device), labels.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            if progress:
+                batches.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of a classifier.
+
+    The model is evaluated in eval mode without gradients; its previous
+    training/eval mode is restored afterwards.
+
+    Args:
+        model: The classifier.
+        dataset: Dataset of ``(image, label)`` pairs.
+        batch_size: Evaluation batch size.
+
+    Returns:
+        The fraction of samples whose arg-max output equals the label.
+
+    Raises:
+        ConfigError: If ``batch_size`` is not positive.
+        DataError: If ``dataset`` is empty.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise DataError("the dataset is empty; cannot compute accuracy.")
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    correct = 0
+    total = 0
+    try:
+        for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            predicted = model(images.to(device)).argmax(dim=1).cpu()
+            correct += int((predicted == labels).sum())
+            total += int(labels.numel())
+    finally:
+        model.train(was_training)
+    return correct / total
+
+
+def save_weights(
+    model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> Path:
+    """Save a model's state dict as a safetensors file, atomically.
+
+    The file is written to a temporary file in the same directory and then
+    renamed over ``path``, so readers never see a partial file. Missing
+    parent directories are created.
+
+    Args:
+        model: The model whose ``state_dict()`` is saved (parameters and buffers).
+        path: Destination file, conventionally ending in ``.safetensors``.
+        metadata: Optional string key/value pairs stored in the file header.
+
+    Returns:
+        The destination path.
+    """
+    destination = Path(path).expanduser()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        key: value.detach().to("cpu").contiguous().clone()
+        for key, value in model.state_dict().items()
+    }
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata=metadata)
+        os.replace(tmp_name, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    return destination
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+    """Load a safetensors state dict into a model (strictly: keys must match).
+
+    Args:
+        model: A model of the architecture the weights were saved from.
+        path: The ``.safetensors`` file.
+
+    Returns:
+        The same model with the loaded weights.
+
+    Raises:
+        ModelLoadError: If the file is missing or unreadable, or its tensors
+            do not match the model's parameters and buffers.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise ModelLoadError(f"{source}: weight file not found. Check the path.")
+    try:
+        state = load_file(str(source), device=str(_model_device(model)))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{source}: cannot read as a safetensors file ({exc}). Save the weights with "
+            "snnconv.zoo.save_weights or safetensors.torch.save_file."
+        ) from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"{source}: the weights do not fit the model ({exc}). Build the same architecture "
+            "(and sizes) that the weights were trained with."
+        ) from exc
+    return model
+
+
+def load_pretrained_lenet() -> nn.Sequential:
+    """Load the shipped LeNet (average pooling) trained on Fashion-MNIST.
+
+    The checkpoint ``snnconv/zoo_weights/lenet_avg_fmnist.safetensors`` fits
+    ``lenet("avg")`` (1 input channel, 10 classes, 28x28 images) and expects
+    inputs scaled to [0, 1] without further normalisation.
+
+    Returns:
+        The network in eval mode.
+
+    Raises:
+        ModelLoadError: If the checkpoint is missing from the installation.
+    """
+    resource = importlib.resources.files("snnconv") / "zoo_weights" / PRETRAINED_LENET_FILE
+    if not resource.is_file():
+        raise ModelLoadError(
+            f"the pretrained checkpoint {PRETRAINED_LENET_FILE} is missing from the snnconv "
+            "installation. Reinstall snnconv, or train it with "
+            "`python benchmarks/train_reference.py` and copy lenet_avg.safetensors to "
+            f"src/snnconv/zoo_weights/{PRETRAINED_LENET_FILE}."
+        )
+    model = lenet("avg")
+    with importlib.resources.as_file(resource) as weights_path:
+        load_weights(model, weights_path)
+    return model.eval()

@@ -1,0 +1,170 @@
+"""The command line: the documented commands, results.json, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from snnconv import zoo
+from snnconv.cli import main
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(
+    not FMNIST.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"
+)
+CHECKPOINT = Path(zoo.__file__).parent / "zoo_weights" / "lenet_avg_fmnist.safetensors"
+FAST = ["--limit", "64", "--calibration-samples", "200", "--device", "cpu"]
+
+RESULT_KEYS = {
+    "version", "model", "dataset", "num_samples", "config", "calibration",
+    "ann", "snn", "timing",
+}
+CONFIG_KEYS = {
+    "percentile", "reset", "input_encoding", "v_init", "calibration_samples",
+    "batch_size", "device", "threads", "seed", "chunk",
+}
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@needs_fmnist
+def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = _run(
+        ["run", "snnconv.zoo:lenet", "--weights", str(CHECKPOINT), "--dataset",
+         "fashion-mnist", "--timesteps", "32", "--out", str(out), *FAST],
+        capsys,
+    )
+    assert code == 0
+    assert "SNN top-1" in stdout
+    results = json.loads((out / "results.json").read_text())
+    assert RESULT_KEYS <= set(results)
+    assert CONFIG_KEYS <= set(results["config"])
+    assert results["num_samples"] == 64
+    assert results["dataset"] == "fashion-mnist"
+    assert results["calibration"] == {
+        "dataset": "fashion-mnist", "split": "train", "num_samples": 200, "seed": 0,
+    }
+    assert set(results["ann"]) == {"top1", "top5", "top1_stderr"}
+    assert results["snn"]["timesteps"] == 32
+    assert len(results["snn"]["top1"]) == 32 and len(results["snn"]["top5"]) == 32
+    assert all(0.0 <= a <= 1.0 for a in results["snn"]["top1"])
+    assert results["ann"]["top1"] > 0.8
+    assert results["timing"]["samples_per_second"] > 0
+    assert (out / "network.json").is_file() and (out / "network.safetensors").is_file()
+
+    # evaluate the saved run directory again: same network, same accuracies
+    again = tmp_path / "again"
+    code, _, _ = _run(
+        ["evaluate", str(out), "--dataset", "fashion-mnist", "--timesteps", "32",
+         "--out", str(again), "--limit", "64", "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0
+    second = json.loads((again / "results.json").read_text())
+    assert second["snn"]["top1"] == results["snn"]["top1"]
+    assert second["ann"] == results["ann"]
+
+
+@needs_fmnist
+def test_convert_pt2_then_evaluate(tmp_path, capsys) -> None:
+    model = zoo.load_pretrained_lenet()
+    program = torch.export.export(model, (torch.zeros(2, 1, 28, 28),))
+    pt2 = tmp_path / "lenet.pt2"
+    torch.export.save(program, str(pt2))
+    conv = tmp_path / "conv"
+    code, _, _ = _run(
+        ["convert", str(pt2), "--calibration", "fashion-mnist", "--out", str(conv),
+         "--calibration-samples", "200", "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0
+    assert not (conv / "results.json").exists()
+    ev = tmp_path / "ev"
+    code, _, _ = _run(
+        ["evaluate", str(conv), "--dataset", "fashion-mnist", "--timesteps", "16",
+         "--out", str(ev), "--limit", "32", "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads((ev / "results.json").read_text())["num_samples"] == 32
+
+
+def test_npz_without_calibration_falls_back_with_a_warning(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28).numpy()
+    y = torch.randint(0, 10, (40,)).numpy()
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    out = tmp_path / "out"
+    code, _, err = _run(
+        ["run", "snnconv.zoo:lenet", "--dataset", f"npz:{data}", "--timesteps", "4",
+         "--out", str(out), "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0
+    assert "no training split" in err
+    results = json.loads((out / "results.json").read_text())
+    assert any("no training split" in w for w in results["warnings"])
+    assert results["calibration"]["num_samples"] == 40
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "nosuchmodule:factory", "--dataset", "digits", "-T", "4"], "cannot import"),
+        (["run", "missing.pt2", "--dataset", "digits", "-T", "4"], "does not exist"),
+        (["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "4", "--percentile", "0"],
+         "percentile"),
+        (["run", "snnconv.zoo:lenet", "--dataset", "nosuch", "-T", "4"], "nosuch"),
+        (["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "4"], "shape [2, 1, 8, 8]"),
+        (["run", "torch.nn:GELU", "--dataset", "digits", "-T", "4"], "GELU"),
+    ],
+)
+def test_user_errors_exit_2_with_a_clear_message(tmp_path, capsys, argv, fragment) -> None:
+    out = tmp_path / "out"
+    code, _, err = _run([*argv, "--out", str(out), "--device", "cpu"], capsys)
+    assert code == 2
+    assert fragment.lower() in err.lower()
+    assert "Traceback" not in err
+    assert not (out / "results.json").exists()
+
+
+def test_non_positive_timesteps_is_a_usage_error(tmp_path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "0",
+              "--out", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_console_entry_point_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snnconv", "run", "--help"], capture_output=True, text=True,
+        check=False,
+    )
+    assert proc.returncode == 0
+    for option in ("--percentile", "--reset", "--input", "--calibration", "--limit", "--chunk"):
+        assert option in proc.stdout
+
+
+@needs_fmnist
+def test_demo_small(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    code, stdout, _ = _run(
+        ["demo", "--out", str(out), "--limit", "64", "--timesteps", "16", "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0
+    assert "ANN top-1" in stdout
+    assert json.loads((out / "results.json").read_text())["snn"]["timesteps"] == 16
