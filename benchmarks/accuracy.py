@@ -20,9 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import snnconv  # noqa: E402
-from common import REFERENCE_NETS, fashion_mnist, reference_net  # noqa: E402
-from torch.utils.data import Subset  # noqa: E402
+from torch.utils.data import Subset
+
+import snnconv
+from common import REFERENCE_NETS, fashion_mnist, reference_net
 
 VARIANTS = {
     "p99.9-subtract": {"percentile": 99.9, "reset": "subtract"},

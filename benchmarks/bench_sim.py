@@ -18,16 +18,17 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import snnconv  # noqa: E402
-from common import REFERENCE_NETS, fashion_mnist, median_time, reference_net  # noqa: E402
-from snnconv.sim.reference import run_graph  # noqa: E402
-from snnconv.sim.simulator import Simulator  # noqa: E402
+import snnconv
+from common import REFERENCE_NETS, fashion_mnist, median_time, reference_net
+from snnconv.sim.reference import run_graph
+from snnconv.sim.simulator import Simulator
 
 
 def _converted(name: str) -> tuple[snnconv.SpikingNetwork, torch.Tensor, torch.Tensor]:
@@ -47,8 +48,16 @@ def memory_child(name: str, timesteps: int, batch: int, chunk: int | None) -> No
 
 
 def measure_memory(name: str, timesteps: int, batch: int, threads: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--memory-child", name, str(timesteps), str(batch),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        name,
+        str(timesteps),
+        str(batch),
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -76,10 +85,12 @@ def main() -> None:
         network, x, y = _converted(name)
         xb, yb = x[: args.batch], y[: args.batch]
         ann = network.graph  # IF layers act as ReLU: the folded, normalized ANN
-        forward = median_time(lambda: run_graph(ann, xb), repeat=9)
+        forward = median_time(partial(run_graph, ann, xb), repeat=9)
         rows = {}
-        print(f"\n{name}: batch {args.batch}, T = {T}, {args.threads} threads, "
-              f"folded ANN forward {forward * 1e3:.1f} ms")
+        print(
+            f"\n{name}: batch {args.batch}, T = {T}, {args.threads} threads, "
+            f"folded ANN forward {forward * 1e3:.1f} ms"
+        )
         print(f"{'chunk K':>8} {'sim (s)':>9} {'ms/step':>8} {'ratio':>6}")
         for chunk in args.chunks:
             sim = Simulator(network.graph, chunk=chunk)
@@ -92,10 +103,16 @@ def main() -> None:
             print(f"{chunk:>8} {seconds:>9.2f} {seconds / T * 1e3:>8.1f} {ratio:>6.2f}")
         memory = {t: measure_memory(name, t, args.memory_batch, args.threads) for t in (64, 1024)}
         growth = memory[1024]["peak_rss_mib"] / memory[64]["peak_rss_mib"]
-        print(f"peak RSS, batch {args.memory_batch}: T=64 {memory[64]['peak_rss_mib']:.0f} MiB, "
-              f"T=1024 {memory[1024]['peak_rss_mib']:.0f} MiB (x{growth:.3f})")
-        report["nets"][name] = {"forward_seconds": forward, "chunks": rows,
-                                "memory": memory, "memory_growth": growth}
+        print(
+            f"peak RSS, batch {args.memory_batch}: T=64 {memory[64]['peak_rss_mib']:.0f} MiB, "
+            f"T=1024 {memory[1024]['peak_rss_mib']:.0f} MiB (x{growth:.3f})"
+        )
+        report["nets"][name] = {
+            "forward_seconds": forward,
+            "chunks": rows,
+            "memory": memory,
+            "memory_growth": growth,
+        }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.json}")

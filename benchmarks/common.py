@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from snnconv import zoo
@@ -32,7 +31,7 @@ def reference_net(name: str) -> nn.Module:
     return zoo.load_weights(builder(), path).eval()
 
 
-def fashion_mnist(calibration_samples: int = 1000, seed: int = 0):  # noqa: ANN201
+def fashion_mnist(calibration_samples: int = 1000, seed: int = 0):
     """(calibration subset, full test set) of Fashion-MNIST."""
     train = load_dataset("fashion-mnist", "train")
     test = load_dataset("fashion-mnist", "test")

@@ -15,18 +15,34 @@ from snnconv.cli import main
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(
-    not FMNIST.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"
+    not FMNIST.is_dir(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
 )
 CHECKPOINT = Path(zoo.__file__).parent / "zoo_weights" / "lenet_avg_fmnist.safetensors"
 FAST = ["--limit", "64", "--calibration-samples", "200", "--device", "cpu"]
 
 RESULT_KEYS = {
-    "version", "model", "dataset", "num_samples", "config", "calibration",
-    "ann", "snn", "timing",
+    "version",
+    "model",
+    "dataset",
+    "num_samples",
+    "config",
+    "calibration",
+    "ann",
+    "snn",
+    "timing",
 }
 CONFIG_KEYS = {
-    "percentile", "reset", "input_encoding", "v_init", "calibration_samples",
-    "batch_size", "device", "threads", "seed", "chunk",
+    "percentile",
+    "reset",
+    "input_encoding",
+    "v_init",
+    "calibration_samples",
+    "batch_size",
+    "device",
+    "threads",
+    "seed",
+    "chunk",
 }
 
 
@@ -40,19 +56,33 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code, stdout, _ = _run(
-        ["run", "snnconv.zoo:lenet", "--weights", str(CHECKPOINT), "--dataset",
-         "fashion-mnist", "--timesteps", "32", "--out", str(out), *FAST],
+        [
+            "run",
+            "snnconv.zoo:lenet",
+            "--weights",
+            str(CHECKPOINT),
+            "--dataset",
+            "fashion-mnist",
+            "--timesteps",
+            "32",
+            "--out",
+            str(out),
+            *FAST,
+        ],
         capsys,
     )
     assert code == 0
     assert "SNN top-1" in stdout
     results = json.loads((out / "results.json").read_text())
-    assert RESULT_KEYS <= set(results)
-    assert CONFIG_KEYS <= set(results["config"])
+    assert set(results) >= RESULT_KEYS
+    assert set(results["config"]) >= CONFIG_KEYS
     assert results["num_samples"] == 64
     assert results["dataset"] == "fashion-mnist"
     assert results["calibration"] == {
-        "dataset": "fashion-mnist", "split": "train", "num_samples": 200, "seed": 0,
+        "dataset": "fashion-mnist",
+        "split": "train",
+        "num_samples": 200,
+        "seed": 0,
     }
     assert set(results["ann"]) == {"top1", "top5", "top1_stderr"}
     assert results["snn"]["timesteps"] == 32
@@ -65,8 +95,20 @@ def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
     # evaluate the saved run directory again: same network, same accuracies
     again = tmp_path / "again"
     code, _, _ = _run(
-        ["evaluate", str(out), "--dataset", "fashion-mnist", "--timesteps", "32",
-         "--out", str(again), "--limit", "64", "--device", "cpu"],
+        [
+            "evaluate",
+            str(out),
+            "--dataset",
+            "fashion-mnist",
+            "--timesteps",
+            "32",
+            "--out",
+            str(again),
+            "--limit",
+            "64",
+            "--device",
+            "cpu",
+        ],
         capsys,
     )
     assert code == 0
@@ -83,16 +125,38 @@ def test_convert_pt2_then_evaluate(tmp_path, capsys) -> None:
     torch.export.save(program, str(pt2))
     conv = tmp_path / "conv"
     code, _, _ = _run(
-        ["convert", str(pt2), "--calibration", "fashion-mnist", "--out", str(conv),
-         "--calibration-samples", "200", "--device", "cpu"],
+        [
+            "convert",
+            str(pt2),
+            "--calibration",
+            "fashion-mnist",
+            "--out",
+            str(conv),
+            "--calibration-samples",
+            "200",
+            "--device",
+            "cpu",
+        ],
         capsys,
     )
     assert code == 0
     assert not (conv / "results.json").exists()
     ev = tmp_path / "ev"
     code, _, _ = _run(
-        ["evaluate", str(conv), "--dataset", "fashion-mnist", "--timesteps", "16",
-         "--out", str(ev), "--limit", "32", "--device", "cpu"],
+        [
+            "evaluate",
+            str(conv),
+            "--dataset",
+            "fashion-mnist",
+            "--timesteps",
+            "16",
+            "--out",
+            str(ev),
+            "--limit",
+            "32",
+            "--device",
+            "cpu",
+        ],
         capsys,
     )
     assert code == 0
@@ -109,8 +173,18 @@ def test_npz_without_calibration_falls_back_with_a_warning(tmp_path, capsys) -> 
     np.savez(data, x=x, y=y)
     out = tmp_path / "out"
     code, _, err = _run(
-        ["run", "snnconv.zoo:lenet", "--dataset", f"npz:{data}", "--timesteps", "4",
-         "--out", str(out), "--device", "cpu"],
+        [
+            "run",
+            "snnconv.zoo:lenet",
+            "--dataset",
+            f"npz:{data}",
+            "--timesteps",
+            "4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
         capsys,
     )
     assert code == 0
@@ -125,8 +199,10 @@ def test_npz_without_calibration_falls_back_with_a_warning(tmp_path, capsys) -> 
     [
         (["run", "nosuchmodule:factory", "--dataset", "digits", "-T", "4"], "cannot import"),
         (["run", "missing.pt2", "--dataset", "digits", "-T", "4"], "does not exist"),
-        (["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "4", "--percentile", "0"],
-         "percentile"),
+        (
+            ["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "4", "--percentile", "0"],
+            "percentile",
+        ),
         (["run", "snnconv.zoo:lenet", "--dataset", "nosuch", "-T", "4"], "nosuch"),
         (["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "4"], "shape [2, 1, 8, 8]"),
         (["run", "torch.nn:GELU", "--dataset", "digits", "-T", "4"], "GELU"),
@@ -143,14 +219,15 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path, capsys, argv, fragmen
 
 def test_non_positive_timesteps_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "0",
-              "--out", str(tmp_path)])
+        main(["run", "snnconv.zoo:lenet", "--dataset", "digits", "-T", "0", "--out", str(tmp_path)])
     assert exc.value.code == 2
 
 
 def test_console_entry_point_help() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "snnconv", "run", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "snnconv", "run", "--help"],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert proc.returncode == 0

@@ -11,9 +11,9 @@ Quick use::
 
 __version__ = "0.1.0"
 
-from snnconv.api import convert, evaluate  # noqa: E402
-from snnconv.config import Config  # noqa: E402
-from snnconv.errors import (  # noqa: E402
+from snnconv.api import convert, evaluate
+from snnconv.config import Config
+from snnconv.errors import (
     ConfigError,
     DataError,
     ModelLoadError,
@@ -22,10 +22,10 @@ from snnconv.errors import (  # noqa: E402
     SnnconvError,
     UnsupportedOpError,
 )
-from snnconv.exporters.saved import load, save  # noqa: E402
-from snnconv.ir import InputEncoding, ResetMode  # noqa: E402
-from snnconv.network import SpikingNetwork  # noqa: E402
-from snnconv.results import EvaluationResult  # noqa: E402
+from snnconv.exporters.saved import load, save
+from snnconv.ir import InputEncoding, ResetMode
+from snnconv.network import SpikingNetwork
+from snnconv.results import EvaluationResult
 
 __all__ = [
     "Config",

@@ -23,7 +23,7 @@ from snnconv.sim.simulator import Simulator
 Model = nn.Module | torch.export.ExportedProgram | Graph
 
 
-class _threads:  # noqa: N801 - context manager
+class _threads:
     """Set PyTorch's CPU thread count for a block (restored afterwards)."""
 
     def __init__(self, threads: int | None):
@@ -100,9 +100,7 @@ def convert(
         if isinstance(model, nn.Module):
             _check_runs(model, example)
         graph = model if isinstance(model, Graph) else import_torch(model, example)
-        spiking, stats = convert_graph(
-            graph, calibration, config, device=device, progress=progress
-        )
+        spiking, stats = convert_graph(graph, calibration, config, device=device, progress=progress)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}
     meta.update(info or {})
     meta["stats"] = {
@@ -183,8 +181,11 @@ def evaluate(
         snn5 = torch.zeros(timesteps, dtype=torch.int64, device=device)
         spikes = {name: torch.zeros(timesteps, device=device) for name in network.spiking_layers}
         batches = _labelled_batches(data, config.batch_size)
-        bar = tqdm(total=None, disable=not progress, unit="sample", desc=f"simulating T={timesteps}")
-        for x, y in batches:
+        total = len(data) if hasattr(data, "__len__") and not hasattr(data, "batch_size") else None
+        bar = tqdm(
+            total=total, disable=not progress, unit="sample", desc=f"simulating T={timesteps}"
+        )
+        for index, (x, y) in enumerate(batches):
             x = x.to(device, torch.float32)
             y = y.to(device)
             out, _ = run_graph(ann, x)
@@ -192,7 +193,7 @@ def evaluate(
             hits = ranks == y[:, None]
             ann1 += int(hits[:, 0].sum())
             ann5 += int(hits.any(-1).sum())
-            res = sim.run(x, y, timesteps, record_spikes=record_spikes)
+            res = sim.run(x, y, timesteps, record_spikes=record_spikes, batch_index=index)
             snn1 += res.correct_top1
             snn5 += res.correct_top5
             for name, counts in res.spikes.items():
@@ -209,7 +210,7 @@ def evaluate(
             neurons = 1
             for d in node.meta.get("shape", ()):
                 neurons *= int(d)
-            total = float(spikes[node.name].sum()) if record_spikes else float("nan")
+            spike_total = float(spikes[node.name].sum()) if record_spikes else float("nan")
             layers.append(
                 {
                     "name": node.name,
@@ -217,7 +218,7 @@ def evaluate(
                     "source": node.source,
                     "neurons": neurons,
                     "scale": float(node.meta.get("scale", 1.0)),
-                    "mean_rate": total / (neurons * n * timesteps),
+                    "mean_rate": spike_total / (neurons * n * timesteps),
                 }
             )
     info = network.info

@@ -23,41 +23,88 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("conversion")
-    g.add_argument("--percentile", type=float, default=99.9, metavar="P",
-                   help="robust maximum per layer: P-th percentile of non-zero activations, "
-                        "in (0, 100]; 100 = max-norm (default: %(default)s)")
-    g.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
-                   help="IF reset: by subtraction (V-=θ) or to zero (default: %(default)s)")
-    g.add_argument("--input", dest="input_encoding", choices=["analog", "poisson"],
-                   default="analog", help="input encoding (default: %(default)s)")
-    g.add_argument("--v-init", type=float, default=0.0, metavar="F",
-                   help="initial membrane potential as a fraction of θ, in [0, 1) "
-                        "(default: %(default)s; 0.5 centres the quantization error)")
-    g.add_argument("--calibration", metavar="DATASET",
-                   help="dataset for normalization statistics (default: the training split of "
-                        "--dataset)")
-    g.add_argument("--calibration-samples", type=int, default=1000, metavar="N",
-                   help="calibration samples drawn with --seed (default: %(default)s)")
-    g.add_argument("--weights", metavar="FILE",
-                   help="weights for a MODULE:FACTORY model: .safetensors or a state dict "
-                        "(loaded with weights_only=True)")
+    g.add_argument(
+        "--percentile",
+        type=float,
+        default=99.9,
+        metavar="P",
+        help="robust maximum per layer: P-th percentile of non-zero activations, "
+        "in (0, 100]; 100 = max-norm (default: %(default)s)",
+    )
+    g.add_argument(
+        "--reset",
+        choices=["subtract", "zero"],
+        default="subtract",
+        help="IF reset: by subtraction (V-=θ) or to zero (default: %(default)s)",
+    )
+    g.add_argument(
+        "--input",
+        dest="input_encoding",
+        choices=["analog", "poisson"],
+        default="analog",
+        help="input encoding (default: %(default)s)",
+    )
+    g.add_argument(
+        "--v-init",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="initial membrane potential as a fraction of θ, in [0, 1) "
+        "(default: %(default)s; 0.5 centres the quantization error)",
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="DATASET",
+        help="dataset for normalization statistics (default: the training split of --dataset)",
+    )
+    g.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="calibration samples drawn with --seed (default: %(default)s)",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="weights for a MODULE:FACTORY model: .safetensors or a state dict "
+        "(loaded with weights_only=True)",
+    )
 
 
 def _add_data_options(p: argparse.ArgumentParser, evaluation: bool) -> None:
     g = p.add_argument_group("data")
     if evaluation:
-        g.add_argument("--dataset", required=True, metavar="DATASET",
-                       help="evaluation data: fashion-mnist, mnist, digits, npz:PATH")
-        g.add_argument("--split", choices=["train", "test"], default="test",
-                       help="split of --dataset to evaluate (default: %(default)s)")
-        g.add_argument("--limit", type=int, metavar="N",
-                       help="evaluate only the first N samples (file order)")
-    g.add_argument("--data-dir", metavar="DIR",
-                   help="where dataset files are (also: SNNCONV_DATA)")
-    g.add_argument("--mean", type=float, nargs="+", metavar="M",
-                   help="per-channel mean subtracted after scaling to [0, 1]")
-    g.add_argument("--std", type=float, nargs="+", metavar="S",
-                   help="per-channel std divided by after subtracting --mean")
+        g.add_argument(
+            "--dataset",
+            required=True,
+            metavar="DATASET",
+            help="evaluation data: fashion-mnist, mnist, digits, npz:PATH",
+        )
+        g.add_argument(
+            "--split",
+            choices=["train", "test"],
+            default="test",
+            help="split of --dataset to evaluate (default: %(default)s)",
+        )
+        g.add_argument(
+            "--limit", type=int, metavar="N", help="evaluate only the first N samples (file order)"
+        )
+    g.add_argument("--data-dir", metavar="DIR", help="where dataset files are (also: SNNCONV_DATA)")
+    g.add_argument(
+        "--mean",
+        type=float,
+        nargs="+",
+        metavar="M",
+        help="per-channel mean subtracted after scaling to [0, 1]",
+    )
+    g.add_argument(
+        "--std",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="per-channel std divided by after subtracting --mean",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -66,10 +113,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     g.add_argument("--seed", type=int, default=0, help="seed for sampling and Poisson input")
-    g.add_argument("--chunk", type=int,
-                   help="time steps per layer call (default: measured per device)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars (default: when stderr is a terminal)")
+    g.add_argument(
+        "--chunk", type=int, help="time steps per layer call (default: measured per device)"
+    )
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,15 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snnconv",
         description="Convert trained CNNs into rate-coded spiking networks, simulate them, "
-                    "and measure accuracy at every time step.",
+        "and measure accuracy at every time step.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    model_help = ("MODEL: a .pt2 file (torch.export.save), MODULE:FACTORY with --weights, "
-                  "or a saved snnconv directory")
-    run = sub.add_parser("run", help="convert + evaluate + save network and results.json",
-                         description=model_help)
+    model_help = (
+        "MODEL: a .pt2 file (torch.export.save), MODULE:FACTORY with --weights, "
+        "or a saved snnconv directory"
+    )
+    run = sub.add_parser(
+        "run", help="convert + evaluate + save network and results.json", description=model_help
+    )
     run.add_argument("model", metavar="MODEL")
     run.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
     run.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -93,16 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(run, evaluation=True)
     _add_run_options(run)
 
-    conv = sub.add_parser("convert", help="convert and save the spiking network",
-                          description=model_help)
+    conv = sub.add_parser(
+        "convert", help="convert and save the spiking network", description=model_help
+    )
     conv.add_argument("model", metavar="MODEL")
     conv.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_conversion_options(conv)
     _add_data_options(conv, evaluation=False)
     _add_run_options(conv)
 
-    ev = sub.add_parser("evaluate", help="evaluate a saved network (or convert a model first)",
-                        description=model_help)
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a saved network (or convert a model first)",
+        description=model_help,
+    )
     ev.add_argument("model", metavar="DIR_OR_MODEL")
     ev.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
     ev.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -111,14 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(ev)
 
     demo = sub.add_parser("demo", help="convert a small CNN trained on Fashion-MNIST, end to end")
-    demo.add_argument("--out", default="runs/demo", metavar="DIR",
-                      help="output directory (default: %(default)s)")
+    demo.add_argument(
+        "--out", default="runs/demo", metavar="DIR", help="output directory (default: %(default)s)"
+    )
     demo.add_argument("--timesteps", "-T", type=int, default=256, help="(default: %(default)s)")
-    demo.add_argument("--limit", type=int, default=2000, metavar="N",
-                      help="test images evaluated (default: %(default)s; 10000 = all)")
-    demo.add_argument("--train", action="store_true",
-                      help="train the LeNet here (about a minute) instead of using the "
-                           "shipped checkpoint")
+    demo.add_argument(
+        "--limit",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="test images evaluated (default: %(default)s; 10000 = all)",
+    )
+    demo.add_argument(
+        "--train",
+        action="store_true",
+        help="train the LeNet here (about a minute) instead of using the shipped checkpoint",
+    )
     demo.add_argument("--data-dir", metavar="DIR", help="where the Fashion-MNIST files are")
     _add_run_options(demo)
     return parser
@@ -126,11 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Any:
     from snnconv.config import Config
+    from snnconv.ir import InputEncoding, ResetMode
 
     return Config(
         percentile=getattr(args, "percentile", 99.9),
-        reset=getattr(args, "reset", "subtract"),
-        input_encoding=getattr(args, "input_encoding", "analog"),
+        reset=ResetMode(getattr(args, "reset", "subtract")),
+        input_encoding=InputEncoding(getattr(args, "input_encoding", "analog")),
         v_init=getattr(args, "v_init", 0.0),
         calibration_samples=getattr(args, "calibration_samples", 1000),
         batch_size=args.batch_size,
@@ -164,8 +232,12 @@ def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> 
         split = "test"
     data = load_dataset(spec, split, data_dir=args.data_dir, mean=args.mean, std=args.std)
     subset = calibration_subset(data, config.calibration_samples, seed=config.seed)
-    info = {"dataset": dataset_name(spec), "split": split, "num_samples": len(subset),
-            "seed": config.seed}
+    info = {
+        "dataset": dataset_name(spec),
+        "split": split,
+        "num_samples": len(subset),
+        "seed": config.seed,
+    }
     return subset, info
 
 
@@ -189,14 +261,22 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) ->
     import snnconv
     from snnconv.data import dataset_name, load_dataset
 
-    data = load_dataset(args.dataset, args.split, data_dir=args.data_dir, limit=args.limit,
-                        mean=args.mean, std=args.std)
+    data = load_dataset(
+        args.dataset,
+        args.split,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        mean=args.mean,
+        std=args.std,
+    )
     result = snnconv.evaluate(network, data, args.timesteps, config, progress=_progress(args))
     result.dataset = dataset_name(args.dataset)
     result.model = str(network.info.get("model", args.model))
     print(result.table())
-    print(f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
-          f"on {result.device}")
+    print(
+        f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
+        f"on {result.device}"
+    )
     result.to_json(out / "results.json")
     print(f"wrote {out / 'results.json'}")
     return result
@@ -240,8 +320,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if isinstance(model, SpikingNetwork):
         sim = _config(args)
         config = model.config.replace(
-            batch_size=sim.batch_size, device=sim.device, threads=sim.threads,
-            seed=sim.seed, chunk=sim.chunk, input_encoding=sim.input_encoding,
+            batch_size=sim.batch_size,
+            device=sim.device,
+            threads=sim.threads,
+            seed=sim.seed,
+            chunk=sim.chunk,
+            input_encoding=sim.input_encoding,
         )
         network = model
     else:
@@ -269,22 +353,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
         name = "lenet-avg (shipped checkpoint)"
     calibration = calibration_subset(train, config.calibration_samples, seed=config.seed)
     network = snnconv.convert(
-        model, calibration, config, progress=_progress(args),
-        info={"model": name, "calibration": {"dataset": "fashion-mnist", "split": "train",
-                                             "num_samples": len(calibration),
-                                             "seed": config.seed}},
+        model,
+        calibration,
+        config,
+        progress=_progress(args),
+        info={
+            "model": name,
+            "calibration": {
+                "dataset": "fashion-mnist",
+                "split": "train",
+                "num_samples": len(calibration),
+                "seed": config.seed,
+            },
+        },
     )
-    print(f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
-          f"{len(test)} test images for T={args.timesteps} steps...")
+    print(
+        f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
+        f"{len(test)} test images for T={args.timesteps} steps..."
+    )
     result = snnconv.evaluate(network, test, args.timesteps, config, progress=_progress(args))
     result.dataset = "fashion-mnist"
     print(result.table())
-    print(f"firing rates: " + ", ".join(f"{l['name']} {l['mean_rate']:.3f}" for l in result.layers))
+    print(
+        "firing rates: "
+        + ", ".join(f"{layer['name']} {layer['mean_rate']:.3f}" for layer in result.layers)
+    )
     out = Path(args.out)
     snnconv.save(network, out)
     result.to_json(out / "results.json")
-    print(f"wrote {out / 'results.json'} and the spiking network in {out} "
-          f"({time.perf_counter() - start:.0f} s in all)")
+    print(
+        f"wrote {out / 'results.json'} and the spiking network in {out} "
+        f"({time.perf_counter() - start:.0f} s in all)"
+    )
     return EXIT_OK
 
 
@@ -306,11 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnconv: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - the last line of defence
+    except Exception as error:
         if args.debug:
             traceback.print_exc()
-        print(f"snnconv: internal error: {type(error).__name__}: {error}"
-              + ("" if args.debug else " (run with --debug for the traceback)"), file=sys.stderr)
+        print(
+            f"snnconv: internal error: {type(error).__name__}: {error}"
+            + ("" if args.debug else " (run with --debug for the traceback)"),
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

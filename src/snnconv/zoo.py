@@ -266,7 +266,8 @@ def save_weights(
 
     The file is written to a temporary file in the same directory and then
     renamed over ``path``, so readers never see a partial file. Missing
-    parent directories are created.
+    parent directories are created. A new file gets mode 0644; an overwritten file keeps
+    its mode.
 
     Args:
         model: The model whose ``state_dict()`` is saved (parameters and buffers).
@@ -287,6 +288,9 @@ def save_weights(
     )
     os.close(fd)
     try:
+        # mkstemp creates the file private (0600); give it the usual permissions instead.
+        mode = destination.stat().st_mode & 0o777 if destination.exists() else 0o644
+        os.chmod(tmp_name, mode)
         save_file(tensors, tmp_name, metadata=metadata)
         os.replace(tmp_name, destination)
     except BaseException:

@@ -148,7 +148,9 @@ def load(directory: str | os.PathLike[str]) -> SpikingNetwork:
     try:
         document = json.loads(graph_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{graph_path} is not valid JSON ({error}); re-save the network") from error
+        raise ModelLoadError(
+            f"{graph_path} is not valid JSON ({error}); re-save the network"
+        ) from error
     if document.get("format") != FORMAT:
         raise ModelLoadError(f"{graph_path} is not an snnconv network file")
     version = document.get("format_version")
@@ -175,10 +177,14 @@ def load(directory: str | os.PathLike[str]) -> SpikingNetwork:
             for field_name, key in entry["tensors"].items():
                 kwargs[field_name] = None if key is None else tensors[key]
             nodes.append(
-                Node(entry["name"], op_type(**kwargs), tuple(entry["inputs"]), _decode(entry["meta"]))
+                Node(
+                    entry["name"], op_type(**kwargs), tuple(entry["inputs"]), _decode(entry["meta"])
+                )
             )
         graph = Graph(nodes, output=document["graph"]["output"])
         config = Config.from_dict(document["config"])
     except (KeyError, TypeError, ValueError) as error:
-        raise ModelLoadError(f"{graph_path} is malformed ({type(error).__name__}: {error})") from error
+        raise ModelLoadError(
+            f"{graph_path} is malformed ({type(error).__name__}: {error})"
+        ) from error
     return SpikingNetwork(graph=graph, config=config, info=_decode(document.get("info", {})))

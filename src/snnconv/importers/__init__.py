@@ -46,7 +46,7 @@ def import_torch(model: nn.Module | torch.export.ExportedProgram, example: torch
                 ep = torch.export.export(model, (example,), strict=False)
         except SnnconvError:
             raise
-        except Exception as export_error:  # noqa: BLE001 - any capture failure falls back
+        except Exception as export_error:
             log.info("torch.export failed (%s); falling back to torch.fx", export_error)
             try:
                 return import_fx(model, example)

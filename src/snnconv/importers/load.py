@@ -1,4 +1,4 @@
-"""Load a model named on the command line: ``.pt2``, ``MODULE:FACTORY`` (+ weights), or a saved network.
+"""Load a model named on the command line: ``.pt2``, ``MODULE:FACTORY``, or a saved network.
 
 Nothing here unpickles untrusted data: ``.pt2`` archives are checked so that
 every pickled member loads with ``torch.load(weights_only=True)`` before
@@ -49,7 +49,9 @@ def check_pt2_safe(path: Path) -> None:
         for info in archive.infolist():
             name = info.filename
             parts = name.split("/")
-            if "custom_objs" in parts or any(p.startswith(("custom_obj", "opaque_obj")) for p in parts):
+            if "custom_objs" in parts or any(
+                p.startswith(("custom_obj", "opaque_obj")) for p in parts
+            ):
                 raise ModelLoadError(
                     f"{path} contains pickled custom objects ({name}); snnconv does not unpickle "
                     "untrusted code. Export a model without TorchScript/opaque objects."
@@ -166,7 +168,9 @@ def load_model(
     if path.is_dir():
         if is_saved_network(path):
             if weights is not None:
-                raise ModelLoadError("--weights applies to MODULE:FACTORY models, not saved networks")
+                raise ModelLoadError(
+                    "--weights applies to MODULE:FACTORY models, not saved networks"
+                )
             return load_saved(path)
         raise ModelLoadError(f"{path} is a directory but holds no saved network (network.json)")
     if path.suffix == ".pt2":

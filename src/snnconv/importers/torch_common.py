@@ -152,7 +152,7 @@ class GraphBuilder:
         return Graph(self.nodes, output=value).prune()
 
 
-class eval_mode:  # noqa: N801 - used as a context manager
+class eval_mode:
     """Put a module (and all submodules) in eval mode; restore each flag on exit."""
 
     def __init__(self, model: torch.nn.Module):

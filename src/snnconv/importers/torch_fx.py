@@ -6,6 +6,7 @@ Converters are registered by module type (``nn.Conv2d``), by function
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -74,8 +75,8 @@ def convert_avgpool_module(b: GraphBuilder, node: torch.fx.Node, m: nn.AvgPool2d
 def convert_adaptive_avgpool_module(
     b: GraphBuilder, node: torch.fx.Node, m: nn.AdaptiveAvgPool2d, x: str
 ) -> None:
-    size = b.out_shape(node)[2:]
-    b.emit(node, AdaptiveAvgPool2d(size), [x])
+    size = b.out_shape(node)
+    b.emit(node, AdaptiveAvgPool2d((size[2], size[3])), [x])
 
 
 @MODULE_CONVERTERS.register(nn.Flatten)
@@ -131,7 +132,8 @@ def convert_avg_pool_function(
 def convert_adaptive_avg_pool_function(
     b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any
 ) -> None:
-    b.emit(node, AdaptiveAvgPool2d(b.out_shape(node)[2:]), [b.tensor_input(node, input)])
+    size = b.out_shape(node)
+    b.emit(node, AdaptiveAvgPool2d((size[2], size[3])), [b.tensor_input(node, input)])
 
 
 @FUNCTION_CONVERTERS.register(F.dropout, torch.dropout)
@@ -148,6 +150,8 @@ def convert_passthrough_method(b: GraphBuilder, node: torch.fx.Node, **kwargs: A
 
 #: Methods that compute shapes, not tensors (their results only feed reshape arguments).
 _SHAPE_METHODS = {"size", "dim"}
+#: Tensor attributes that are shapes (``x.shape[0]`` traces as getattr + getitem).
+_SHAPE_ATTRIBUTES = {"shape", "ndim"}
 
 
 def _method_kwargs(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -166,13 +170,23 @@ def _method_kwargs(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return out
 
 
+def _is_shape_access(b: GraphBuilder, node: torch.fx.Node) -> bool:
+    """``x.shape`` / ``x.ndim``, or an item of such a shape (values that only feed reshapes)."""
+    if node.target is getattr and len(node.args) == 2:
+        return node.args[1] in _SHAPE_ATTRIBUTES
+    if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+        source = node.args[0]
+        return source.target is getattr and b.values.get(source, "") is None
+    return False
+
+
 def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
     """Trace ``model`` with ``torch.fx.symbolic_trace`` and convert it.
 
     Shapes come from running the traced module once on ``example``.
     """
     gm = torch.fx.symbolic_trace(model)
-    ShapeProp(gm).propagate(example)
+    ShapeProp(gm).propagate(example.clone())  # the model may modify its input in place
 
     def shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
         meta = node.meta.get("tensor_meta")
@@ -202,7 +216,14 @@ def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
             if node.op == "call_method" and node.target in _SHAPE_METHODS:
                 b.alias(node, None)
                 continue
-            target = getattr(torch.Tensor, str(node.target), None) if node.op == "call_method" else node.target
+            if _is_shape_access(b, node):
+                b.alias(node, None)
+                continue
+            target = (
+                getattr(torch.Tensor, str(node.target), None)
+                if node.op == "call_method"
+                else node.target
+            )
             function_converter = FUNCTION_CONVERTERS.get(target)
             if function_converter is None:
                 name = getattr(target, "__name__", str(node.target))

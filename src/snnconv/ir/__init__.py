@@ -15,8 +15,8 @@ from snnconv.ir.ops import (
     Linear,
     Op,
     ReLU,
-    Reshape,
     ResetMode,
+    Reshape,
 )
 
 __all__ = [
@@ -36,6 +36,6 @@ __all__ = [
     "Node",
     "Op",
     "ReLU",
-    "Reshape",
     "ResetMode",
+    "Reshape",
 ]

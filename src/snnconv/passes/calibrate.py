@@ -123,7 +123,8 @@ class _RankSearch:
         x = x.double()  # compare in float64, exactly as bucketize does
         if self.first:
             return x[(x > self.lo) & (x <= self.hi)]
-        return x[(x >= self.lo) & (x < self.hi)]
+        # Later intervals may start at 0 (the first bucket): zeros are never counted.
+        return x[(x >= self.lo) & (x < self.hi) & (x > 0)]
 
     def start_pass(self, collect_limit: int) -> None:
         self.collect = self.count <= collect_limit

@@ -9,9 +9,7 @@ import torch
 from snnconv.ir import Graph
 
 
-def graph_to(
-    graph: Graph, device: torch.device | str, dtype: torch.dtype = torch.float32
-) -> Graph:
+def graph_to(graph: Graph, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Graph:
     """A copy of ``graph`` whose parameters live on ``device`` as ``dtype``."""
     nodes = []
     for n in graph.nodes:

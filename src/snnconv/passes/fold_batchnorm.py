@@ -23,7 +23,8 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         bn: BatchNorm = node.op
         a, c = (t.double() for t in bn.scale_shift())
-        (src_name,) = node.inputs
+        # Read the inputs from the current graph: a fold before this node may have rewired them.
+        (src_name,) = graph.node(node.name).inputs
         src = graph.node(src_name)
         if isinstance(src.op, (Conv2d, Linear)) and len(graph.users(src_name)) == 1:
             w = src.op.weight.double()

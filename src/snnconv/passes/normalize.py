@@ -61,5 +61,7 @@ def normalize(graph: Graph, stats: dict[str, LayerStats]) -> Graph:
             raise UnsupportedOpError(
                 op.kind, node.source, _NORMALIZABLE, "normalization cannot scale through it"
             )
-        nodes.append(dataclasses.replace(node, op=op, meta={**node.meta, "scale": scale[node.name]}))
+        nodes.append(
+            dataclasses.replace(node, op=op, meta={**node.meta, "scale": scale[node.name]})
+        )
     return graph.replace_nodes(nodes)

@@ -31,7 +31,9 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
     """Apply ``passes`` in order. A failing pass is reported with the ones before it."""
     done: list[str] = []
     for p in passes:
-        name = getattr(p, "__name__", None) or getattr(getattr(p, "func", None), "__name__", "?")
+        name = str(
+            getattr(p, "__name__", None) or getattr(getattr(p, "func", None), "__name__", "?")
+        )
         try:
             graph = p(graph)
         except SnnconvError:

@@ -24,9 +24,11 @@ def remove_dropout(graph: Graph) -> Graph:
             if isinstance(op, ReLU) and isinstance(src.op, ReLU):
                 graph, changed = graph.bypass(node.name), True
                 break
-            if isinstance(op, Reshape) and isinstance(src.op, Reshape) and len(
-                graph.users(src.name)
-            ) == 1:
+            if (
+                isinstance(op, Reshape)
+                and isinstance(src.op, Reshape)
+                and len(graph.users(src.name)) == 1
+            ):
                 merged = dataclasses.replace(node, inputs=src.inputs)
                 nodes = [merged if n is node else n for n in graph.nodes if n is not src]
                 graph, changed = graph.replace_nodes(nodes), True

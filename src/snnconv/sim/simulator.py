@@ -92,23 +92,33 @@ class Simulator:
         self.neurons = [n for n in self.graph.nodes if isinstance(n.op, IFNeuron)]
 
     @torch.no_grad()
-    def run(self, x: Tensor, y: Tensor, timesteps: int, record_spikes: bool = True) -> BatchResult:
-        """Simulate ``timesteps`` steps on batch ``x`` with labels ``y``."""
+    def run(
+        self,
+        x: Tensor,
+        y: Tensor,
+        timesteps: int,
+        record_spikes: bool = True,
+        batch_index: int = 0,
+    ) -> BatchResult:
+        """Simulate ``timesteps`` steps on batch ``x`` with labels ``y``.
+
+        Args:
+            x: Input batch ``[B, *input_shape]``.
+            y: Labels ``[B]``.
+            timesteps: T.
+            record_spikes: Count spikes per IF layer and step.
+            batch_index: Position of the batch in its dataset; Poisson input
+                for it is drawn from a generator seeded with (seed, batch_index),
+                so results do not depend on which batches ran before.
+        """
         if timesteps < 1:
             raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
         check_input(self.graph, x)
         x = x.to(self.device, torch.float32)
         y = y.to(self.device)
         batch = x.shape[0]
-        nodes = self.graph.nodes
-        static: dict[str, Tensor] = {}
-        for i, node in enumerate(nodes):
-            if node.name not in self.static:
-                continue
-            if isinstance(node.op, Input):
-                static[node.name] = x
-            else:
-                static[node.name] = node.op.apply(*(static[n] for n in node.inputs))
+        self.generator.manual_seed(hash((self.seed, batch_index)) & 0xFFFF_FFFF_FFFF)
+        static = self._static_values(x)
         membranes = {
             n.name: torch.full(
                 (batch, *n.meta["shape"]),
@@ -124,50 +134,82 @@ class Simulator:
         correct1 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
         correct5 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
         spike_counts = {
-            n.name: torch.zeros(timesteps, device=self.device) for n in self.neurons
-        } if record_spikes else {}
-        dynamic = [(i, n) for i, n in enumerate(nodes) if n.name not in self.static]
+            n.name: torch.zeros(timesteps, device=self.device)
+            for n in (self.neurons if record_spikes else [])
+        }
 
         for start in range(0, timesteps, self.chunk):
             k = min(self.chunk, timesteps - start)
-            values: dict[str, Tensor] = {}
-
-            def value(name: str, k: int = k) -> Tensor:
-                if name in values:
-                    return values[name]
-                s = static[name]
-                return s.unsqueeze(0).expand(k, *s.shape).reshape(k * batch, *s.shape[1:])
-
-            for i, node in dynamic:
-                op = node.op
-                if isinstance(op, Input):
-                    values[node.name] = self._poisson(x, k)
-                elif isinstance(op, IFNeuron):
-                    src = node.inputs[0]
-                    constant = src in static and src not in values
-                    z = static[src] if constant else values[src].reshape(k, batch, -1)
-                    v = membranes[node.name]
-                    if not constant:
-                        z = z.reshape(k, *v.shape)
-                    spikes = if_scan(v, z, op.threshold, op.reset, k, constant)
-                    if record_spikes:
-                        spike_counts[node.name][start : start + k] += spikes.reshape(k, -1).sum(1)
-                    values[node.name] = spikes.reshape(k * batch, *v.shape[1:])
-                else:
-                    values[node.name] = op.apply(*(value(n) for n in node.inputs))
-                for name in node.inputs:
-                    if self.last_use[name] == i:
-                        values.pop(name, None)
-
-            current = value(out_node.name).reshape(k, batch, classes)
-            cumulative = torch.cumsum(current, dim=0).add_(potential)
-            potential = cumulative[-1].clone()
+            counts = {name: c[start : start + k] for name, c in spike_counts.items()}
+            values = self._chunk(x, static, membranes, k, counts)
+            current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
+            # Accumulate step by step in float32 (not cumsum, whose summation order differs):
+            # the readout is then bit-identical for every chunk size.
+            cumulative = torch.empty_like(current)
+            for j in range(k):
+                torch.add(potential, current[j], out=cumulative[j])
+                potential = cumulative[j]
+            potential = potential.clone()
             ranks = cumulative.topk(topk, dim=-1).indices
             hits = ranks == y.view(1, batch, 1)
             correct1[start : start + k] += hits[..., 0].sum(1)
             correct5[start : start + k] += hits.any(-1).sum(1)
 
         return BatchResult(correct1, correct5, spike_counts, potential)
+
+    def _static_values(self, x: Tensor) -> dict[str, Tensor]:
+        """Values of the time-invariant nodes for input ``x`` (computed once per batch)."""
+        static: dict[str, Tensor] = {}
+        for node in self.graph.nodes:
+            if node.name in self.static:
+                if isinstance(node.op, Input):
+                    static[node.name] = x
+                else:
+                    static[node.name] = node.op.apply(*(static[n] for n in node.inputs))
+        return static
+
+    @staticmethod
+    def _block(name: str, values: dict[str, Tensor], static: dict[str, Tensor], k: int) -> Tensor:
+        """Node ``name``'s value over a chunk of ``k`` steps, as a ``[k·B, ...]`` block."""
+        if name in values:
+            return values[name]
+        s = static[name]
+        return s.unsqueeze(0).expand(k, *s.shape).reshape(k * s.shape[0], *s.shape[1:])
+
+    def _chunk(
+        self,
+        x: Tensor,
+        static: dict[str, Tensor],
+        membranes: dict[str, Tensor],
+        k: int,
+        spike_counts: dict[str, Tensor],
+    ) -> dict[str, Tensor]:
+        """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
+        ``spike_counts`` (``[k]`` views). Returns the blocks still live (the output's)."""
+        values: dict[str, Tensor] = {}
+        for i, node in enumerate(self.graph.nodes):
+            if node.name in self.static:
+                continue
+            op = node.op
+            if isinstance(op, Input):
+                values[node.name] = self._poisson(x, k)
+            elif isinstance(op, IFNeuron):
+                src = node.inputs[0]
+                v = membranes[node.name]
+                constant = src not in values
+                z = static[src] if constant else values[src].reshape(k, *v.shape)
+                spikes = if_scan(v, z, op.threshold, op.reset, k, constant)
+                if node.name in spike_counts:
+                    spike_counts[node.name] += spikes.reshape(k, -1).sum(1)
+                values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
+            else:
+                values[node.name] = op.apply(
+                    *(self._block(n, values, static, k) for n in node.inputs)
+                )
+            for name in node.inputs:
+                if self.last_use[name] == i:
+                    values.pop(name, None)
+        return values
 
     def _poisson(self, x: Tensor, steps: int) -> Tensor:
         """Poisson-encoded input spikes for ``steps`` steps: ±1 with probability min(|x|, 1)."""

@@ -1,0 +1,146 @@
+"""Tests of snnconv.zoo: architectures, training, weight files, the shipped checkpoint."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from snnconv import zoo
+from snnconv.data import load_dataset
+from snnconv.errors import ConfigError, ModelLoadError
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize("image_size", [28, 8])
+@pytest.mark.parametrize(
+    "build",
+    [lambda **kw: zoo.lenet("avg", **kw), lambda **kw: zoo.lenet("max", **kw), zoo.vgg_small],
+    ids=["lenet_avg", "lenet_max", "vgg_small"],
+)
+def test_output_shapes(build: Callable[..., nn.Module], image_size: int) -> None:
+    model = build(image_size=image_size).eval()
+    out = model(torch.zeros(3, 1, image_size, image_size))
+    assert out.shape == (3, 10)
+    wide = build(in_channels=3, num_classes=5, image_size=image_size).eval()
+    assert wide(torch.zeros(2, 3, image_size, image_size)).shape == (2, 5)
+
+
+def test_lenet_layers() -> None:
+    model = zoo.lenet("max")
+    assert isinstance(model, nn.Sequential)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == [
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]
+    assert all(m.bias is not None for m in model if isinstance(m, nn.Conv2d | nn.Linear))
+    assert model[7].in_features == 32 * 7 * 7
+    assert isinstance(zoo.lenet()[2], nn.AvgPool2d)
+
+
+def test_vgg_small_layers() -> None:
+    model = zoo.vgg_small(image_size=8)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds.count("BatchNorm2d") == 4 and kinds.count("Dropout") == 2
+    assert kinds.count("AvgPool2d") == 2
+    linear = [m for m in model if isinstance(m, nn.Linear)]
+    assert linear[0].in_features == 32 * 2 * 2 and linear[1].out_features == 10
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="pool"):
+        zoo.lenet("sum")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="image_size"):
+        zoo.vgg_small(image_size=2)
+    with pytest.raises(ConfigError, match="epochs"):
+        zoo.train(zoo.lenet(image_size=8), load_dataset("digits", limit=4), epochs=-1)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = zoo.vgg_small(image_size=8)
+    model[1].running_mean.uniform_()  # buffers travel too
+    path = zoo.save_weights(model, tmp_path / "sub" / "vgg.safetensors", metadata={"k": "v"})
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["vgg.safetensors"]  # no temp files left
+    torch.manual_seed(1)
+    other = zoo.load_weights(zoo.vgg_small(image_size=8), path)
+    for (key, a), (key_b, b) in zip(
+        model.state_dict().items(), other.state_dict().items(), strict=True
+    ):
+        assert key == key_b and torch.equal(a, b)
+
+
+def test_load_weights_errors(tmp_path: Path) -> None:
+    path = zoo.save_weights(zoo.lenet(image_size=8), tmp_path / "small.safetensors")
+    with pytest.raises(ModelLoadError, match="do not fit"):
+        zoo.load_weights(zoo.lenet(image_size=28), path)
+    with pytest.raises(ModelLoadError, match="not found"):
+        zoo.load_weights(zoo.lenet(), tmp_path / "absent.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 5)
+    with pytest.raises(ModelLoadError, match=r"junk\.safetensors"):
+        zoo.load_weights(zoo.lenet(), junk)
+
+
+def test_save_overwrites_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    zoo.save_weights(zoo.lenet(image_size=8), path)
+    model = zoo.lenet(image_size=8)
+    zoo.save_weights(model, path)
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+    loaded = zoo.load_weights(zoo.lenet(image_size=8), path)
+    assert torch.equal(loaded[0].weight, model[0].weight)
+
+
+def test_train_on_digits_is_fast_accurate_and_deterministic() -> None:
+    pytest.importorskip("sklearn")
+    train_set = load_dataset("digits", "train")
+    test_set = load_dataset("digits", "test")
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = zoo.train(zoo.lenet("avg", image_size=8), train_set, epochs=2, batch_size=8, lr=5e-3)
+    elapsed = time.perf_counter() - start
+    assert not model.training
+    assert zoo.accuracy(model, test_set) > 0.8
+    assert elapsed < 10
+    torch.manual_seed(0)
+    again = zoo.train(zoo.lenet("avg", image_size=8), train_set, epochs=2, batch_size=8, lr=5e-3)
+    assert torch.equal(model[0].weight, again[0].weight)
+
+
+def test_train_generic_dataset_and_accuracy_restores_mode() -> None:
+    pytest.importorskip("sklearn")
+    digits = load_dataset("digits", "train", limit=64)
+    subset = torch.utils.data.Subset(digits, range(64))
+    torch.manual_seed(0)
+    model = zoo.train(zoo.vgg_small(image_size=8), subset, epochs=1, batch_size=16)
+    model.train()
+    acc = zoo.accuracy(model, subset, batch_size=10)
+    assert 0.0 <= acc <= 1.0 and model.training
+
+
+@pytest.mark.skipif(
+    not FMNIST_DIR.is_dir(),
+    reason=f"Fashion-MNIST not installed at {FMNIST_DIR} (apt-get install dataset-fashion-mnist)",
+)
+def test_pretrained_lenet_accuracy() -> None:
+    model = zoo.load_pretrained_lenet()
+    assert not model.training
+    test_set = load_dataset("fashion-mnist", "test", limit=1000)
+    assert zoo.accuracy(model, test_set) > 0.85
