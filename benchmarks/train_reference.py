@@ -53,7 +53,7 @@ class Result:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default 5)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per model (default 6)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, dropout")
@@ -108,6 +108,7 @@ Load one with:
 
 ```python
 from snnconv import zoo
+
 model = zoo.load_weights(zoo.lenet("avg"), "benchmarks/weights/lenet_avg.safetensors")
 ```
 

@@ -324,7 +324,7 @@ def test_npz_object_arrays_refused(tmp_path: Path) -> None:
 )
 def test_npz_invalid_content(tmp_path: Path, arrays: dict[str, np.ndarray], pattern: str) -> None:
     path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
     with pytest.raises(DataError, match=pattern):
         load_dataset(f"npz:{path}")
 

@@ -12,7 +12,7 @@ import importlib.resources
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -33,6 +33,8 @@ __all__ = [
     "train",
     "vgg_small",
 ]
+
+_ModelT = TypeVar("_ModelT", bound=nn.Module)
 
 #: File name of the shipped LeNet checkpoint inside ``snnconv/zoo_weights``.
 PRETRAINED_LENET_FILE = "lenet_avg_fmnist.safetensors"
@@ -140,15 +142,15 @@ def vgg_small(in_channels: int = 1, num_classes: int = 10, image_size: int = 28)
 
 def _model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU if it has none)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for param in model.parameters():
+        return param.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
 def train(
-    model: nn.Module,
+    model: _ModelT,
     train_set: Dataset,
     *,
     epochs: int,
@@ -156,7 +158,7 @@ def train(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = False,
-) -> nn.Module:
+) -> _ModelT:
     """Train a classifier with Adam and cross-entropy loss.
 
     Training is deterministic for a given ``seed`` and initial model: the
@@ -288,10 +290,10 @@ def save_weights(
     )
     os.close(fd)
     try:
+        save_file(tensors, tmp_name, metadata=metadata)
         # mkstemp creates the file private (0600); give it the usual permissions instead.
         mode = destination.stat().st_mode & 0o777 if destination.exists() else 0o644
         os.chmod(tmp_name, mode)
-        save_file(tensors, tmp_name, metadata=metadata)
         os.replace(tmp_name, destination)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -300,7 +302,7 @@ def save_weights(
     return destination
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+def load_weights(model: _ModelT, path: str | os.PathLike[str]) -> _ModelT:
     """Load a safetensors state dict into a model (strictly: keys must match).
 
     Args:
