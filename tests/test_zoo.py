@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,17 +107,14 @@ def test_save_overwrites_atomically(tmp_path: Path) -> None:
     assert torch.equal(loaded.state_dict()["0.weight"], model.state_dict()["0.weight"])
 
 
-def test_train_on_digits_is_fast_accurate_and_deterministic() -> None:
+def test_train_on_digits_is_accurate_and_deterministic() -> None:
     pytest.importorskip("sklearn")
     train_set = load_dataset("digits", "train")
     test_set = load_dataset("digits", "test")
-    start = time.perf_counter()
     torch.manual_seed(0)
     model = zoo.train(zoo.lenet("avg", image_size=8), train_set, epochs=2, batch_size=8, lr=5e-3)
-    elapsed = time.perf_counter() - start
     assert not model.training
     assert zoo.accuracy(model, test_set) > 0.8
-    assert elapsed < 10
     torch.manual_seed(0)
     again = zoo.train(zoo.lenet("avg", image_size=8), train_set, epochs=2, batch_size=8, lr=5e-3)
     assert torch.equal(model.state_dict()["0.weight"], again.state_dict()["0.weight"])
