@@ -31,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/bench_sim.py

@@ -90,7 +90,7 @@ def iterate_batches(data: object, batch_size: int = 256) -> Iterator[Tensor]:
         raise ConfigError(
             f"calibration data must be a tensor, a Dataset or a DataLoader, got {type(data)!r}"
         )
-    if iter(data) is data:
+    if isinstance(data, Iterator):
         raise ConfigError(
             "calibration data is a one-shot iterator, but statistics need several passes; "
             "pass a tensor, a Dataset or a DataLoader instead"
