@@ -354,7 +354,14 @@ def test_npz_reload_after_change(tmp_path: Path) -> None:
 
 
 def test_spec_helpers() -> None:
-    assert DATASETS == ("fashion-mnist", "mnist", "digits", "npz:PATH")
+    assert DATASETS == (
+        "fashion-mnist",
+        "mnist",
+        "cifar10",
+        "digits",
+        "imagefolder:PATH",
+        "npz:PATH",
+    )
     assert dataset_name("Fashion-MNIST") == "fashion-mnist"
     assert dataset_name("fmnist") == "fashion-mnist"
     assert dataset_name("digits") == "digits"
@@ -366,9 +373,10 @@ def test_spec_helpers() -> None:
 @pytest.mark.parametrize(
     ("spec", "pattern"),
     [
-        ("imagenet", "unknown dataset.*fashion-mnist, mnist, digits, npz:PATH"),
-        ("cifar10", "not supported yet"),
-        ("imagefolder:/data", "not supported yet"),
+        ("imagenet", "unknown dataset.*fashion-mnist, mnist, cifar10, digits, imagefolder:PATH"),
+        ("cifar100", "unknown dataset"),
+        ("imagefolder", "lacks a path"),
+        ("imagefolder:", "lacks a path"),
         ("npz:", "lacks a path"),
         ("", "invalid dataset spec"),
     ],

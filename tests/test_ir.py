@@ -88,24 +88,29 @@ def test_pooling_and_reshape_apply() -> None:
 def test_scale_transparency_flags() -> None:
     # Normalization relies on these: ops commuting with a positive scale.
     transparent = {k for k, cls in OP_TYPES.items() if cls.scale_transparent}
-    assert transparent == {"AvgPool2d", "AdaptiveAvgPool2d", "Reshape", "Dropout", "Identity"}
-    assert {k for k, cls in OP_TYPES.items() if cls.has_weights} == {"Conv2d", "Linear"}
-
-
-def test_op_types_cover_every_op() -> None:
-    assert set(OP_TYPES) == {
-        "Input",
-        "Conv2d",
-        "Linear",
-        "BatchNorm",
-        "ReLU",
+    assert transparent == {
         "AvgPool2d",
         "AdaptiveAvgPool2d",
+        "MaxPool2d",
+        "Concat",
         "Reshape",
         "Dropout",
         "Identity",
-        "IFNeuron",
     }
+    assert {k for k, cls in OP_TYPES.items() if cls.has_weights} == {"Conv2d", "Linear", "Scale"}
+
+
+def test_op_types_cover_every_op() -> None:
+    import inspect
+
+    from snnconv.ir import ops
+
+    defined = {
+        name
+        for name, cls in inspect.getmembers(ops, inspect.isclass)
+        if issubclass(cls, ops.Op) and cls is not ops.Op
+    }
+    assert set(OP_TYPES) == defined
     assert all(OP_TYPES[k].__name__ == k for k in OP_TYPES)
 
 

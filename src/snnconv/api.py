@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from snnconv.config import Config
+from snnconv.config import Config, MaxPoolMode
 from snnconv.errors import ConfigError, DataError, SnnconvError
 from snnconv.importers import import_torch
 from snnconv.ir import Graph, IFNeuron
@@ -103,6 +103,14 @@ def convert(
         spiking, stats = convert_graph(graph, calibration, config, device=device, progress=progress)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}
     meta.update(info or {})
+    if config.maxpool is MaxPoolMode.AVERAGE and any(
+        n.meta.get("replaced") == "MaxPool2d" for n in spiking.nodes
+    ):
+        meta["warnings"] = [
+            *meta.get("warnings", []),
+            "max-pooling was replaced by average pooling: the ANN changed, and the ANN "
+            "accuracy reported is that of the replaced network",
+        ]
     meta["stats"] = {
         name: {"scale": s.scale, "max": s.max, "positive": s.positive, "total": s.total}
         for name, s in stats.items()
@@ -173,6 +181,7 @@ def evaluate(
             chunk=config.chunk,
             input_encoding=config.input_encoding,
             seed=config.seed,
+            readout=config.readout,
         )
         ann = sim.graph
         n = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,16 @@ from typing import Any
 import torch
 
 from snnconv.errors import ConfigError
-from snnconv.ir import InputEncoding, ResetMode
+from snnconv.ir import InputEncoding, RateEstimator, Readout, ResetMode
+
+
+class MaxPoolMode(enum.Enum):
+    """What becomes of max-pooling layers."""
+
+    GATE = "gate"
+    """The paper's spiking max-pool gate (the default; the ANN is unchanged)."""
+    AVERAGE = "average"
+    """Replace max-pooling by average pooling: this changes the ANN."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,18 @@ class Config:
         seed: Seed of every random choice (calibration sampling, Poisson input).
         chunk: Time steps simulated per layer call (K). None picks the
             measured default for the device (see :func:`default_chunk`).
+        readout: ``Readout.POTENTIAL`` (accumulated output current, default),
+            ``Readout.SPIKES`` (output spike counts) or ``Readout.SOFTMAX``
+            (the paper's spiking softmax).
+        maxpool: ``MaxPoolMode.GATE`` (spiking max-pool gate, default) or
+            ``MaxPoolMode.AVERAGE`` (replace by average pooling; changes the ANN).
+        rate_estimator: The gate's online rate estimate: ``COUNT`` (default),
+            ``MOVING_AVERAGE`` over ``rate_window`` steps, or ``EXPONENTIAL``
+            with ``rate_decay``.
+        rate_window: Window of the moving-average estimator (steps).
+        rate_decay: Decay of the exponential estimator, in (0, 1).
+        clamp_steps: Membrane clamp for deep networks: a spiking layer at depth
+            d holds its membrane for the first ``clamp_steps``·d steps (0 = off).
     """
 
     percentile: float = 99.9
@@ -49,21 +71,28 @@ class Config:
     threads: int | None = None
     seed: int = 0
     chunk: int | None = None
+    readout: Readout = Readout.POTENTIAL
+    maxpool: MaxPoolMode = MaxPoolMode.GATE
+    rate_estimator: RateEstimator = RateEstimator.COUNT
+    rate_window: int = 16
+    rate_decay: float = 0.9
+    clamp_steps: int = 0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "reset", ResetMode(self.reset))
-        except ValueError:
-            raise ConfigError(
-                f"reset must be one of {[m.value for m in ResetMode]}, got {self.reset!r}"
-            ) from None
-        try:
-            object.__setattr__(self, "input_encoding", InputEncoding(self.input_encoding))
-        except ValueError:
-            raise ConfigError(
-                f"input encoding must be one of {[m.value for m in InputEncoding]}, "
-                f"got {self.input_encoding!r}"
-            ) from None
+        for name, kind in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must be one of {[m.value for m in kind]}, got {value!r}"
+                ) from None
+        if self.rate_window < 1:
+            raise ConfigError(f"rate_window must be a positive integer, got {self.rate_window}")
+        if not 0 < self.rate_decay < 1:
+            raise ConfigError(f"rate_decay must be in (0, 1), got {self.rate_decay}")
+        if self.clamp_steps < 0:
+            raise ConfigError(f"clamp_steps must be >= 0, got {self.clamp_steps}")
         if not (0 < self.percentile <= 100) or math.isnan(self.percentile):
             raise ConfigError(
                 f"percentile must be in (0, 100], got {self.percentile}; 99.9 is the default "
@@ -101,8 +130,8 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every option."""
         out = dataclasses.asdict(self)
-        out["reset"] = self.reset.value
-        out["input_encoding"] = self.input_encoding.value
+        for name in _ENUM_FIELDS:
+            out[name] = getattr(self, name).value
         return out
 
     @classmethod
@@ -113,3 +142,12 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}")
         return cls(**data)
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "reset": ResetMode,
+    "input_encoding": InputEncoding,
+    "readout": Readout,
+    "maxpool": MaxPoolMode,
+    "rate_estimator": RateEstimator,
+}

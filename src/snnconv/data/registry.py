@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from snnconv.data.cifar import load_cifar10_split
 from snnconv.data.digits import load_digits_split
+from snnconv.data.folders import has_split_folders, load_image_folder
 from snnconv.data.idx import load_idx_split
 from snnconv.data.npz import load_npz
 from snnconv.errors import DataError
@@ -25,9 +27,20 @@ __all__ = [
 ]
 
 #: Accepted dataset specs, for help texts. ``PATH`` stands for a file path.
-DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "npz:PATH")
+DATASETS: tuple[str, ...] = (
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "digits",
+    "imagefolder:PATH",
+    "npz:PATH",
+)
 
 _NPZ_PREFIX = "npz:"
+_FOLDER_PREFIX = "imagefolder:"
+
+#: Spec kinds that carry a path, by prefix.
+_PATH_KINDS: dict[str, str] = {_NPZ_PREFIX: "npz", _FOLDER_PREFIX: "imagefolder"}
 
 # A loader takes (split, data_dir) and returns (images [N,C,H,W], labels int64 [N]).
 # uint8 images are scaled by 1/255 after slicing; float32 images are used as is.
@@ -43,44 +56,45 @@ def _digits_loader(split: str, data_dir: _DataDir) -> tuple[np.ndarray, np.ndarr
 _LOADERS: dict[str, _Loader] = {
     "fashion-mnist": partial(load_idx_split, "fashion-mnist"),
     "mnist": partial(load_idx_split, "mnist"),
+    "cifar10": load_cifar10_split,
     "digits": _digits_loader,
 }
 
-_HAS_TRAIN: dict[str, bool] = {"fashion-mnist": True, "mnist": True, "digits": True}
+_HAS_TRAIN: dict[str, bool] = {
+    "fashion-mnist": True,
+    "mnist": True,
+    "cifar10": True,
+    "digits": True,
+}
 
 _ALIASES: dict[str, str] = {
     "fashion_mnist": "fashion-mnist",
     "fashionmnist": "fashion-mnist",
     "fmnist": "fashion-mnist",
-}
-
-_PLANNED: dict[str, str] = {
-    "cifar10": "cifar10",
     "cifar-10": "cifar10",
-    "imagefolder": "imagefolder:DIR",
+    "cifar_10": "cifar10",
 }
 
 
 def _parse(spec: str) -> tuple[str, Path | None]:
-    """Split a spec into its canonical name and, for ``npz:``, the file path."""
+    """Split a spec into its canonical name and, for ``npz:``/``imagefolder:``, the path."""
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"invalid dataset spec {spec!r}; use one of: {', '.join(DATASETS)}.")
     text = spec.strip()
-    if text[: len(_NPZ_PREFIX)].lower() == _NPZ_PREFIX:
-        path = text[len(_NPZ_PREFIX) :]
-        if not path:
-            raise DataError("dataset spec 'npz:' lacks a path; write it as npz:PATH.")
-        return "npz", Path(path).expanduser()
+    for prefix, kind in _PATH_KINDS.items():
+        if text[: len(prefix)].lower() == prefix:
+            path = text[len(prefix) :]
+            if not path:
+                raise DataError(f"dataset spec {prefix!r} lacks a path; write it as {prefix}PATH.")
+            return kind, Path(path).expanduser()
     key = text.lower()
     key = _ALIASES.get(key, key)
     if key in _LOADERS:
         return key, None
-    planned = _PLANNED.get(key.split(":", 1)[0])
-    if planned is not None:
+    if key == _FOLDER_PREFIX[:-1]:
         raise DataError(
-            f"dataset {planned!r} is not supported yet (planned for a future release). "
-            f"Use one of: {', '.join(DATASETS)}; for other data, save it as .npz and use "
-            "npz:PATH."
+            f"dataset spec {spec!r} lacks a path; write it as imagefolder:PATH with PATH a "
+            "directory of class sub-folders."
         )
     raise DataError(f"unknown dataset {spec!r}; use one of: {', '.join(DATASETS)}.")
 
@@ -93,15 +107,16 @@ def dataset_name(spec: str) -> str:
             ``"npz:/data/my.npz"``.
 
     Returns:
-        ``"fashion-mnist"``, ``"mnist"``, ``"digits"``, or ``"npz:<file name>"``
-        (the file's base name, without directories).
+        ``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``, ``"digits"``,
+        ``"npz:<file name>"`` or ``"imagefolder:<directory name>"`` (base
+        names, without the directories above them).
 
     Raises:
         DataError: If the spec is not a known dataset.
     """
     name, path = _parse(spec)
     if path is not None:
-        return f"{_NPZ_PREFIX}{path.name}"
+        return f"{name}:{path.name or path}"
     return name
 
 
@@ -112,13 +127,17 @@ def has_train_split(spec: str) -> bool:
         spec: A dataset spec.
 
     Returns:
-        ``True`` for ``fashion-mnist``, ``mnist`` and ``digits``; ``False`` for
-        ``npz:PATH`` (one file serves every split).
+        ``True`` for ``fashion-mnist``, ``mnist``, ``cifar10`` and ``digits``;
+        ``False`` for ``npz:PATH`` (one file serves every split); for
+        ``imagefolder:PATH``, whether PATH holds ``train/`` and ``val/`` (or
+        ``test/``) folders.
 
     Raises:
         DataError: If the spec is not a known dataset.
     """
-    name, _ = _parse(spec)
+    name, path = _parse(spec)
+    if name == "imagefolder" and path is not None:
+        return has_split_folders(path)
     return _HAS_TRAIN.get(name, False)
 
 
@@ -146,40 +165,58 @@ def load_dataset(
     limit: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    image_size: int | None = None,
 ) -> TensorDataset:
     """Load a dataset as tensors.
 
     Known specs: ``fashion-mnist`` and ``mnist`` (IDX files, searched in
     ``data_dir``, ``$SNNCONV_DATA``, ``/usr/share/datasets/<name>`` and
-    ``~/.cache/snnconv/<name>``), ``digits`` (scikit-learn's 8x8 digits with a
-    fixed 1,437/360 split), and ``npz:PATH`` (arrays ``x`` and ``y``; the same
-    file serves every split).
+    ``~/.cache/snnconv/<name>``), ``cifar10`` (the python-version batches or
+    ``cifar-10-python.tar.gz``, searched in the same places with
+    ``cifar10`` as the name; see :func:`snnconv.data.cifar.find_cifar10`),
+    ``digits`` (scikit-learn's 8x8 digits with a fixed 1,437/360 split),
+    ``imagefolder:PATH`` (one sub-folder of images per class, decoded with
+    Pillow and loaded eagerly; see :mod:`snnconv.data.folders`), and
+    ``npz:PATH`` (arrays ``x`` and ``y``; the same file serves every split).
 
     Args:
         spec: Dataset spec, one of :data:`DATASETS`.
-        split: ``"train"`` or ``"test"``. Accepted but ignored for ``npz:``.
+        split: ``"train"`` or ``"test"``. Accepted but ignored for ``npz:``;
+            for ``imagefolder:`` it picks ``train/`` or ``val/``/``test/``
+            where those exist.
         data_dir: Directory searched first for file-based datasets.
         limit: Keep only the first ``limit`` samples in file order (all if the
-            dataset is smaller). Must be positive.
+            dataset is smaller). Must be positive. Image folders decode only
+            these.
         mean: Per-channel mean (1 value or one per channel) subtracted after
             scaling to [0, 1].
         std: Per-channel standard deviation (1 value or one per channel),
             all > 0, divided by after subtracting ``mean``.
+        image_size: For ``imagefolder:`` only: resize each image's shorter
+            side to ``image_size``, then centre-crop it to ``image_size`` x
+            ``image_size``. Without it, every image must have the same size.
 
     Returns:
         A ``TensorDataset`` of ``(x, y)``: float32 images ``[N, C, H, W]``
         (in [0, 1] unless normalised) and int64 labels ``[N]``.
 
     Raises:
-        DataError: If the spec, split, limit, mean or std is invalid, or the
-            data is missing or malformed.
+        DataError: If the spec, split, limit, mean, std or image_size is
+            invalid, or the data is missing or malformed.
     """
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise DataError(f"limit must be a positive integer, got {limit!r}.")
     name, path = _parse(spec)
-    if path is not None:
+    if image_size is not None and name != "imagefolder":
+        raise DataError(
+            f"image_size applies to imagefolder:PATH datasets only, not {dataset_name(spec)!r}; "
+            "leave it unset."
+        )
+    if name == "imagefolder" and path is not None:
+        x, y = load_image_folder(path, split, image_size=image_size, limit=limit)
+    elif path is not None:
         x, y = load_npz(path)
     else:
         x, y = _LOADERS[name](split, data_dir)

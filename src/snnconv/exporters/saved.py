@@ -22,14 +22,13 @@ from safetensors.torch import load_file, save_file
 from snnconv import __version__
 from snnconv.config import Config
 from snnconv.errors import ModelLoadError
-from snnconv.ir import OP_TYPES, Graph, InputEncoding, Node, ResetMode
+from snnconv.ir import ENUM_TYPES, OP_TYPES, Graph, Node
 from snnconv.network import SpikingNetwork
 
 FORMAT = "snnconv-network"
 FORMAT_VERSION = 1
 GRAPH_FILE = "network.json"
 TENSOR_FILE = "network.safetensors"
-_ENUMS: dict[str, type[enum.Enum]] = {"ResetMode": ResetMode, "InputEncoding": InputEncoding}
 
 
 def _encode(value: Any) -> Any:
@@ -47,7 +46,7 @@ def _encode(value: Any) -> Any:
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"enum", "value"}:
-            return _ENUMS[value["enum"]](value["value"])
+            return ENUM_TYPES[value["enum"]](value["value"])
         if set(value) == {"tuple"}:
             return tuple(_decode(v) for v in value["tuple"])
         return {k: _decode(v) for k, v in value.items()}

@@ -17,8 +17,13 @@ SUPPORTED_TORCH_OPS: tuple[str, ...] = (
     "nn.Linear",
     "nn.BatchNorm1d/2d",
     "ReLU (nn.ReLU, F.relu, torch.relu, Tensor.relu)",
+    "bounded ReLU (nn.ReLU6, clamp(0, c), nn.Hardtanh(0, c))",
     "nn.AvgPool2d / F.avg_pool2d",
-    "nn.AdaptiveAvgPool2d",
+    "nn.AdaptiveAvgPool2d, mean over H and W",
+    "nn.MaxPool2d / F.max_pool2d, nn.AdaptiveMaxPool2d (divisible sizes), amax over H and W",
+    "torch.cat along channels (or another non-batch axis)",
+    "residual add (+, +=, torch.add) of equal shapes",
+    "Softmax / LogSoftmax over the classes (output only)",
     "flatten / view / reshape keeping the batch axis",
     "nn.Dropout",
     "nn.Identity",
@@ -102,9 +107,13 @@ class GraphBuilder:
             "weights computed from the input are not supported; weights must be parameters",
         )
 
-    def emit(self, node: torch.fx.Node, op: Op, inputs: Sequence[str]) -> str:
-        """Append a graph node computing ``op`` for fx node ``node``."""
-        name = node.name
+    def emit(self, node: torch.fx.Node, op: Op, inputs: Sequence[str], suffix: str = "") -> str:
+        """Append a graph node computing ``op`` for fx node ``node``.
+
+        An fx node that becomes several graph nodes names the earlier ones with a ``suffix``;
+        the last one emitted stands for the fx node's value.
+        """
+        name = node.name + suffix
         self.nodes.append(Node(name, op, tuple(inputs), {"source": self.source(node)}))
         self.values[node] = name
         return name
@@ -249,3 +258,60 @@ def avg_pool_op(
     return AvgPool2d(
         kernel_size, stride, padding, bool(ceil_mode), bool(count_include_pad), divisor_override
     )
+
+
+def max_pool_op(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> Op:
+    """A :class:`~snnconv.ir.MaxPool2d`; an empty stride means stride = kernel."""
+    from snnconv.ir import MaxPool2d
+
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        stride = kernel_size
+    return MaxPool2d(kernel_size, stride, padding, dilation, bool(ceil_mode))
+
+
+def adaptive_max_pool_op(
+    b: GraphBuilder, node: torch.fx.Node, in_shape: tuple[int, ...], output_size: Any
+) -> Op:
+    """Adaptive max pooling as a fixed MaxPool2d (input size divisible by the output size)."""
+    from snnconv.ir import MaxPool2d
+
+    out = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    h, w = in_shape[-2:]
+    oh = h if out[0] is None else int(out[0])
+    ow = w if out[1] is None else int(out[1])
+    if h % oh or w % ow:
+        raise b.unsupported(
+            node,
+            "adaptive_max_pool2d",
+            f"input {h}x{w} is not divisible by the output {oh}x{ow}, so the windows differ "
+            "in size; resize the input or use a fixed nn.MaxPool2d",
+        )
+    kernel = (h // oh, w // ow)
+    return MaxPool2d(kernel, kernel)
+
+
+def channel_dims(b: GraphBuilder, node: torch.fx.Node, ndim: int, dims: Any) -> bool:
+    """Whether ``dims`` are exactly the two spatial axes of a 4-D tensor."""
+    if ndim != 4 or dims is None:
+        return False
+    normalized = sorted(
+        int(d) % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])
+    )
+    return normalized == [2, 3]
+
+
+def bounded_relu_op(b: GraphBuilder, node: torch.fx.Node, low: Any, high: Any) -> Op:
+    """ReLU, ReLU6, clamp(0, c) and hardtanh(0, c) as a (bounded) ReLU; refuses other ranges."""
+    from snnconv.ir import ReLU
+
+    if low is None or float(low) != 0.0:
+        raise b.unsupported(
+            node,
+            f"clamp/hardtanh(min={low})",
+            "only a lower bound of 0 maps onto an IF neuron (a ReLU-like unit)",
+        )
+    if high is None:
+        return ReLU()
+    if float(high) <= 0:
+        raise b.unsupported(node, f"clamp(0, {high})", "the upper bound must be positive")
+    return ReLU(max_value=float(high))

@@ -17,11 +17,26 @@ from torch.fx.operator_schemas import normalize_function
 from snnconv.importers.registry import ConverterRegistry
 from snnconv.importers.torch_common import (
     GraphBuilder,
+    adaptive_max_pool_op,
     avg_pool_op,
     batchnorm_op,
+    bounded_relu_op,
+    channel_dims,
     conv2d_op,
+    max_pool_op,
 )
-from snnconv.ir import AdaptiveAvgPool2d, Dropout, Graph, Linear, ReLU, Reshape
+from snnconv.ir import (
+    AdaptiveAvgPool2d,
+    Add,
+    Concat,
+    Dropout,
+    Graph,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Reshape,
+    Softmax,
+)
 
 aten = torch.ops.aten
 
@@ -171,6 +186,123 @@ def convert_dropout(
 )
 def convert_passthrough(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any) -> None:
     b.alias(node, b.tensor_input(node, input))
+
+
+@ATEN_CONVERTERS.register(aten.hardtanh.default, aten.hardtanh_.default)
+def convert_hardtanh(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, min_val: Any = -1.0, max_val: Any = 1.0
+) -> None:
+    b.emit(node, bounded_relu_op(b, node, min_val, max_val), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.clamp.default, aten.clamp_.default)
+def convert_clamp(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, min: Any = None, max: Any = None
+) -> None:
+    b.emit(node, bounded_relu_op(b, node, min, max), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.relu6.default, aten.relu6_.default)
+def convert_relu6(b: GraphBuilder, node: torch.fx.Node, *, input: Any) -> None:
+    b.emit(node, ReLU(max_value=6.0), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
+def convert_max_pool2d(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = (),
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> None:
+    op = max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
+    name = b.emit(node, op, [b.tensor_input(node, input)])
+    if node.target is aten.max_pool2d_with_indices.default:
+        b.alias(node, (name,))
+
+
+@ATEN_CONVERTERS.register(aten.adaptive_max_pool2d.default)
+def convert_adaptive_max_pool2d(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, output_size: Any
+) -> None:
+    src = b.tensor_input(node, input)
+    in_shape = _shape_from_val(node.args[0]) or ()
+    name = b.emit(node, adaptive_max_pool_op(b, node, in_shape, output_size), [src])
+    b.alias(node, (name,))  # returns (values, indices)
+
+
+@ATEN_CONVERTERS.register(aten.amax.default, aten.mean.dim)
+def convert_global_pool(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    dim: Any = (),
+    keepdim: bool = False,
+    **_: Any,
+) -> None:
+    src = b.tensor_input(node, input)
+    in_shape = _shape_from_val(node.args[0]) or ()
+    is_max = node.target is aten.amax.default
+    what = "amax" if is_max else "mean"
+    if not channel_dims(b, node, len(in_shape), dim):
+        raise b.unsupported(
+            node, what, "only a reduction over both spatial axes (global pooling) is supported"
+        )
+    h, w = in_shape[2:]
+    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
+    pooled = b.emit(node, op, [src], suffix="" if keepdim else "_pool")
+    if not keepdim:
+        b.emit(node, Reshape((in_shape[1],)), [pooled])
+
+
+@ATEN_CONVERTERS.register(aten.cat.default)
+def convert_cat(b: GraphBuilder, node: torch.fx.Node, *, tensors: Any, dim: int = 0) -> None:
+    inputs = [b.tensor_input(node, t) for t in tensors]
+    rank = len(b.out_shape(node))
+    axis = int(dim) % rank
+    if axis == 0:
+        raise b.unsupported(node, "cat", "concatenation along the batch axis (dim 0)")
+    b.emit(node, Concat(axis), inputs)
+
+
+@ATEN_CONVERTERS.register(aten.add.Tensor, aten.add_.Tensor)
+def convert_add(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any = None,
+    other: Any,
+    alpha: Any = 1,
+    **kwargs: Any,
+) -> None:
+    first = input if input is not None else kwargs.get("self")
+    if alpha != 1:
+        raise b.unsupported(node, "add(alpha != 1)", "only plain additions are supported")
+    if not isinstance(first, str) or not isinstance(other, str):
+        raise b.unsupported(
+            node, "add", "adding a constant to an activation is not supported; fold it into a bias"
+        )
+    shapes = [_shape_from_val(a) for a in node.args[:2]]
+    if shapes[0] != shapes[1]:
+        raise b.unsupported(
+            node, "add", f"the two inputs have different shapes {shapes} (broadcasting add)"
+        )
+    b.emit(node, Add(), [first, other])
+
+
+@ATEN_CONVERTERS.register(
+    aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default
+)
+def convert_softmax(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, dim: int, **_: Any
+) -> None:
+    log = node.target in (aten.log_softmax.int, aten._log_softmax.default)
+    b.emit(node, Softmax(int(dim), log), [b.tensor_input(node, input)])
 
 
 def _shape_from_val(node: torch.fx.Node) -> tuple[int, ...] | None:

@@ -19,11 +19,26 @@ from torch.fx.passes.shape_prop import ShapeProp
 from snnconv.importers.registry import ConverterRegistry
 from snnconv.importers.torch_common import (
     GraphBuilder,
+    adaptive_max_pool_op,
     avg_pool_op,
     batchnorm_op,
+    bounded_relu_op,
+    channel_dims,
     conv2d_op,
+    max_pool_op,
 )
-from snnconv.ir import AdaptiveAvgPool2d, Dropout, Graph, Linear, ReLU, Reshape
+from snnconv.ir import (
+    AdaptiveAvgPool2d,
+    Add,
+    Concat,
+    Dropout,
+    Graph,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Reshape,
+    Softmax,
+)
 
 ModuleConverter = Callable[[GraphBuilder, torch.fx.Node, Any, str], None]
 FunctionConverter = Callable[..., None]
@@ -146,6 +161,117 @@ def convert_dropout_function(
 @FUNCTION_CONVERTERS.register(torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach)
 def convert_passthrough_method(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
     b.alias(node, b.tensor_input(node, kwargs.get("self", kwargs.get("input"))))
+
+
+@MODULE_CONVERTERS.register(nn.MaxPool2d)
+def convert_maxpool_module(b: GraphBuilder, node: torch.fx.Node, m: nn.MaxPool2d, x: str) -> None:
+    if m.return_indices:
+        raise b.unsupported(node, "MaxPool2d(return_indices=True)", "indices are not activations")
+    b.emit(node, max_pool_op(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode), [x])
+
+
+@MODULE_CONVERTERS.register(nn.AdaptiveMaxPool2d)
+def convert_adaptive_maxpool_module(
+    b: GraphBuilder, node: torch.fx.Node, m: nn.AdaptiveMaxPool2d, x: str
+) -> None:
+    in_shape = b.shape_of(node.args[0]) or ()  # type: ignore[arg-type]
+    b.emit(node, adaptive_max_pool_op(b, node, in_shape, m.output_size), [x])
+
+
+@MODULE_CONVERTERS.register(nn.ReLU6)
+def convert_relu6_module(b: GraphBuilder, node: torch.fx.Node, m: nn.ReLU6, x: str) -> None:
+    b.emit(node, ReLU(max_value=6.0), [x])
+
+
+@MODULE_CONVERTERS.register(nn.Hardtanh)
+def convert_hardtanh_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Hardtanh, x: str) -> None:
+    b.emit(node, bounded_relu_op(b, node, m.min_val, m.max_val), [x])
+
+
+@MODULE_CONVERTERS.register(nn.Softmax, nn.LogSoftmax)
+def convert_softmax_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Softmax, x: str) -> None:
+    dim = -1 if m.dim is None else int(m.dim)
+    b.emit(node, Softmax(dim, isinstance(m, nn.LogSoftmax)), [x])
+
+
+@FUNCTION_CONVERTERS.register(F.max_pool2d)
+def convert_max_pool_function(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    *,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> None:
+    if return_indices:
+        raise b.unsupported(node, "max_pool2d(return_indices=True)", "indices are not activations")
+    op = max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
+    b.emit(node, op, [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(F.relu6)
+def convert_relu6_function(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_: Any) -> None:
+    b.emit(node, ReLU(max_value=6.0), [b.tensor_input(node, input)])
+
+
+@FUNCTION_CONVERTERS.register(F.hardtanh, torch.clamp, torch.Tensor.clamp)
+def convert_clamp_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    x = kwargs.get("input", kwargs.get("self"))
+    low = kwargs.get("min_val", kwargs.get("min"))
+    high = kwargs.get("max_val", kwargs.get("max"))
+    if "min_val" not in kwargs and "min" not in kwargs and len(node.args) > 1:
+        low = b.arg(node.args[1])
+        high = b.arg(node.args[2]) if len(node.args) > 2 else high
+    b.emit(node, bounded_relu_op(b, node, low, high), [b.tensor_input(node, x)])
+
+
+@FUNCTION_CONVERTERS.register(torch.cat)
+def convert_cat_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    tensors = kwargs.get("tensors", kwargs.get("input"))
+    dim = int(kwargs.get("dim", b.arg(node.args[1]) if len(node.args) > 1 else 0))
+    rank = len(b.out_shape(node))
+    if dim % rank == 0:
+        raise b.unsupported(node, "cat", "concatenation along the batch axis (dim 0)")
+    b.emit(node, Concat(dim % rank), [b.tensor_input(node, t) for t in tensors])
+
+
+@FUNCTION_CONVERTERS.register(operator.add, operator.iadd, torch.add, torch.Tensor.add)
+def convert_add_function(b: GraphBuilder, node: torch.fx.Node, **_: Any) -> None:
+    if len(node.args) != 2 or node.kwargs:
+        raise b.unsupported(node, "add", "only a plain add of two tensors is supported")
+    a, c = (b.tensor_input(node, b.arg(x)) for x in node.args)
+    shapes = [b.shape_of(x) for x in node.args if isinstance(x, torch.fx.Node)]
+    if len(shapes) != 2 or shapes[0] != shapes[1]:
+        raise b.unsupported(node, "add", f"the inputs have different shapes {shapes}")
+    b.emit(node, Add(), [a, c])
+
+
+@FUNCTION_CONVERTERS.register(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax)
+def convert_softmax_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    x = kwargs.get("input", kwargs.get("self"))
+    dim = kwargs.get("dim", b.arg(node.args[1]) if len(node.args) > 1 else -1)
+    log = node.target in (F.log_softmax, torch.log_softmax)
+    b.emit(node, Softmax(-1 if dim is None else int(dim), log), [b.tensor_input(node, x)])
+
+
+@FUNCTION_CONVERTERS.register(torch.mean, torch.Tensor.mean, torch.amax, torch.Tensor.amax)
+def convert_global_pool_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    x = b.tensor_input(node, kwargs.get("input", kwargs.get("self")))
+    dims = kwargs.get("dim", b.arg(node.args[1]) if len(node.args) > 1 else None)
+    keepdim = bool(kwargs.get("keepdim", False))
+    in_shape = b.shape_of(node.args[0]) or ()  # type: ignore[arg-type]
+    is_max = node.target in (torch.amax, torch.Tensor.amax)
+    if not channel_dims(b, node, len(in_shape), dims):
+        raise b.unsupported(node, "mean/amax", "only global pooling over both spatial axes")
+    h, w = in_shape[2:]
+    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
+    pooled = b.emit(node, op, [x], suffix="" if keepdim else "_pool")
+    if not keepdim:
+        b.emit(node, Reshape((in_shape[1],)), [pooled])
 
 
 #: Methods that compute shapes, not tensors (their results only feed reshape arguments).

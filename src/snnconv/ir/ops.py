@@ -37,6 +37,30 @@ class InputEncoding(enum.Enum):
     """Each pixel spikes (±1) with probability min(|x|, 1) per step."""
 
 
+class RateEstimator(enum.Enum):
+    """How a spiking max-pool gate estimates each input's firing rate online."""
+
+    COUNT = "count"
+    """Spikes so far (the running rate times t; the default)."""
+    MOVING_AVERAGE = "moving_average"
+    """Spikes in the last ``window`` steps."""
+    EXPONENTIAL = "exponential"
+    """e ← decay·e + s, an exponentially weighted average."""
+
+
+class Readout(enum.Enum):
+    """How the output layer's activity becomes a class ranking after each step."""
+
+    POTENTIAL = "potential"
+    """Accumulated input current of the output layer (no threshold, no reset; default)."""
+    SPIKES = "spikes"
+    """Spike counts of IF output neurons (threshold λ_out, the output layer's robust
+    maximum); ties broken by the accumulated input current."""
+    SOFTMAX = "softmax"
+    """Spiking softmax: each output neuron spikes with probability softmax(z(t))_i at
+    every step (seeded); ranked by spike count, ties broken by accumulated current."""
+
+
 def _pair(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -180,10 +204,17 @@ class BatchNorm(Op):
 
 @dataclass(frozen=True, eq=False)
 class ReLU(Op):
-    """y = max(x, 0)."""
+    """y = max(x, 0), or min(max(x, 0), max_value) for a bounded ReLU (ReLU6, clamp(0, c))."""
+
+    max_value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_value is not None and not self.max_value > 0:
+            raise ValueError(f"a bounded ReLU needs a positive upper bound, got {self.max_value}")
 
     def apply(self, *inputs: Tensor) -> Tensor:
-        return torch.relu(inputs[0])
+        y = torch.relu(inputs[0])
+        return y if self.max_value is None else y.clamp(max=self.max_value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,19 +308,117 @@ class IFNeuron(Op):
     Per time step (dt = 1): V ← V + z; s = [V ≥ θ]; then V ← V − θ·s
     (``ResetMode.SUBTRACT``) or V ← V·(1 − s) (``ResetMode.ZERO``), with
     V(0) = ``v_init``·θ. The spike rate approximates ReLU(z)/θ clipped to [0, 1],
-    so :meth:`apply` (used when the network runs as an ANN) is the ReLU.
+    so :meth:`apply` (used when the network runs as an ANN) is the ReLU, bounded
+    by ``max_value`` when the layer replaced a bounded ReLU. For the first
+    ``hold_steps`` steps the membrane is held at zero (no integration, no
+    spikes): the toolbox's remedy for transient errors in deep networks.
     """
 
     threshold: float = 1.0
     reset: ResetMode = ResetMode.SUBTRACT
     v_init: float = 0.0
+    max_value: float | None = None
+    hold_steps: int = 0
 
     def __post_init__(self) -> None:
         if not (self.threshold > 0 and math.isfinite(self.threshold)):
             raise ValueError(f"IFNeuron threshold must be positive, got {self.threshold}")
+        if self.hold_steps < 0:
+            raise ValueError(f"hold_steps must be >= 0, got {self.hold_steps}")
 
     def apply(self, *inputs: Tensor) -> Tensor:
-        return torch.relu(inputs[0])
+        y = torch.relu(inputs[0])
+        return y if self.max_value is None else y.clamp(max=self.max_value)
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d(Op):
+    """y = max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode).
+
+    In a spiking network the pool is a gate (see :mod:`snnconv.sim.maxpool`):
+    each window passes only the spikes of the input whose online-estimated
+    rate (``estimator``, ``window``, ``decay``) is highest.
+    """
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    estimator: RateEstimator = RateEstimator.COUNT
+    window: int = 16
+    decay: float = 0.9
+
+    scale_transparent: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for name in ("kernel_size", "stride", "padding", "dilation"):
+            object.__setattr__(self, name, _pair(getattr(self, name), name))
+        object.__setattr__(self, "estimator", RateEstimator(self.estimator))
+        if self.window < 1:
+            raise ValueError(f"max-pool rate window must be >= 1, got {self.window}")
+        if not 0 < self.decay < 1:
+            raise ValueError(f"max-pool rate decay must be in (0, 1), got {self.decay}")
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return F.max_pool2d(
+            inputs[0], self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Op):
+    """y = cat(inputs, dim) — ``dim`` counts the batch axis (1 = channels)."""
+
+    dim: int = 1
+
+    scale_transparent: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"Concat dim must be >= 1 (not the batch axis), got {self.dim}")
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return torch.cat(inputs, dim=self.dim)
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Op):
+    """y = a + b (same shapes)."""
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out + x
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Scale(Op):
+    """y = x · factor, with ``factor`` of one sample's shape (or broadcastable to it).
+
+    Inserted by normalization where inputs with different scales meet (a
+    residual add): the fixed identity synapses of the toolbox's rewrite.
+    """
+
+    factor: Tensor
+
+    has_weights: ClassVar[bool] = True
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return inputs[0] * self.factor
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax(Op):
+    """y = softmax(x, dim), or log_softmax if ``log`` (only as the network's output)."""
+
+    dim: int = -1
+    log: bool = False
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        fn = F.log_softmax if self.log else F.softmax
+        return fn(inputs[0], dim=self.dim)
 
 
 #: Every op type, by the name used in saved files.
@@ -307,8 +436,15 @@ OP_TYPES: dict[str, type[Op]] = {
         Dropout,
         Identity,
         IFNeuron,
+        MaxPool2d,
+        Concat,
+        Add,
+        Scale,
+        Softmax,
     )
 }
 
-#: Ops that a spiking layer's input map may contain (computed every step).
-LINEAR_OPS: tuple[type[Op], ...] = (Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Reshape)
+#: Enumerations that appear as op fields (for saved files).
+ENUM_TYPES: dict[str, type[enum.Enum]] = {
+    cls.__name__: cls for cls in (ResetMode, InputEncoding, RateEstimator, Readout)
+}

@@ -180,6 +180,7 @@ def collect_activation_stats(
     bins: int = 2048,
     collect_limit: int = 1 << 18,
     progress: bool = False,
+    extra: list[str] | None = None,
 ) -> dict[str, LayerStats]:
     """Compute λ for every ReLU layer of ``graph`` over the calibration ``data``.
 
@@ -192,6 +193,7 @@ def collect_activation_stats(
         bins: Buckets per histogram level.
         collect_limit: Largest number of values sorted exactly at once.
         progress: Show a progress bar per pass.
+        extra: Further nodes to measure (e.g. the output layer, for spike readouts).
 
     Returns:
         ``{node name: LayerStats}`` for each activation node.
@@ -201,6 +203,7 @@ def collect_activation_stats(
         NumericalError: NaN or Inf activations (naming the layer).
     """
     layers = activation_nodes(graph)
+    layers += [name for name in extra or [] if name not in layers]
     graph_dev = _to_device(graph, device)
 
     def passes(desc: str) -> Iterator[dict[str, Tensor]]:

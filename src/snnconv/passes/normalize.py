@@ -4,64 +4,185 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+from torch import Tensor
+
 from snnconv.errors import UnsupportedOpError
-from snnconv.ir import Conv2d, Graph, IFNeuron, Input, Linear, Node, ReLU
+from snnconv.ir import (
+    Add,
+    Concat,
+    Conv2d,
+    Graph,
+    IFNeuron,
+    Input,
+    Linear,
+    Node,
+    ReLU,
+    Reshape,
+    Scale,
+)
 from snnconv.passes.calibrate import LayerStats
 
-_NORMALIZABLE = ("Conv2d", "Linear", "ReLU", "AvgPool2d", "AdaptiveAvgPool2d", "Reshape")
+_NORMALIZABLE = (
+    "Conv2d",
+    "Linear",
+    "ReLU",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "MaxPool2d",
+    "Reshape",
+    "Concat",
+    "Add",
+)
 
 
-def _activation_after(graph: Graph, node: Node) -> str | None:
-    """The ReLU that consumes ``node``'s output through scale-transparent ops, if unique."""
+def _single_user(graph: Graph, node: Node) -> Node | None:
+    if node.name == graph.output:
+        return None
+    users = graph.users(node.name)
+    return users[0] if len(users) == 1 else None
+
+
+def _target_scale(
+    graph: Graph, node: Node, stats: dict[str, LayerStats], output_scale: float
+) -> float:
+    """The scale λ a layer with a free output scale (conv, linear, add) should produce.
+
+    Follows the layer's single consumer through scale-transparent ops (pooling,
+    reshapes) to the activation that normalizes it (λ of that ReLU, or its
+    bound if smaller), to a residual add (that add's target), or to the network
+    output (``output_scale``); anything else keeps scale 1.
+    """
     current = node
     while True:
-        users = graph.users(current.name)
-        if len(users) != 1:
-            return None
-        user = users[0]
+        if current.name == graph.output:
+            return output_scale
+        user = _single_user(graph, current)
+        if user is None:
+            return 1.0
         if isinstance(user.op, (ReLU, IFNeuron)):
-            return user.name
-        if not user.op.scale_transparent:
-            return None
+            lam = stats[user.name].scale if user.name in stats else 1.0
+            bound = user.op.max_value
+            return min(lam, bound) if bound is not None else lam
+        if isinstance(user.op, Add):
+            return _target_scale(graph, user, stats, output_scale)
+        if not user.op.scale_transparent or isinstance(user.op, Concat):
+            return 1.0
         current = user
 
 
-def normalize(graph: Graph, stats: dict[str, LayerStats]) -> Graph:
+def _per_channel(scale: Tensor, node: Node, what: str) -> Tensor:
+    """The per-channel values of a ``[C, H, W]`` scale that must be constant over H and W."""
+    if scale.dim() < 2:
+        return scale.reshape(-1)
+    flat = scale.reshape(scale.shape[0], -1)
+    if not torch.equal(flat.amax(1), flat.amin(1)):
+        raise UnsupportedOpError(
+            what,
+            node.source,
+            _NORMALIZABLE,
+            "its input mixes differently normalized values within a channel",
+        )
+    return flat[:, 0]
+
+
+def _uniform(scale: Tensor) -> float | None:
+    value = float(scale.reshape(-1)[0])
+    return value if bool((scale == value).all()) else None
+
+
+def normalize(graph: Graph, stats: dict[str, LayerStats], *, output_scale: float = 1.0) -> Graph:
     """Rescale weights so that each ReLU layer's robust maximum λ maps to 1.
 
-    For a conv/linear layer l whose output feeds ReLU layer r (possibly through
-    pooling or reshapes): W ← W·λ_in/λ_r and b ← b/λ_r, where λ_in is the scale
-    of the layer's input (1 for the network input). A layer that feeds no ReLU
-    (the output layer) keeps λ = 1, so the network's output is unchanged and
-    its biases stay consistent with its rate inputs. Each node's scale is
-    recorded in ``meta['scale']``.
+    Every node gets a scale s (one value per neuron): the factor by which its
+    normalized output is smaller than the ANN's. The input has s = 1. A conv
+    or linear layer whose output feeds ReLU layer r (possibly through pooling
+    or reshapes) gets s = λ_r, with W ← W·s_in/λ_r per input channel and
+    b ← b/λ_r; a bounded ReLU (ReLU6, clamp(0, c)) uses min(λ_r, c), so the
+    IF neuron's saturation at one spike per step is exactly the bound when
+    λ_r ≥ c. Pooling and reshapes pass scales through; a concatenation
+    concatenates them, so each input block keeps its own λ and the next layer's
+    weights absorb them per channel. The inputs of a residual add must share
+    one scale: layers feeding it directly produce the add's target scale, and
+    any other input (e.g. an identity shortcut from a spiking layer) is
+    multiplied by a fixed :class:`~snnconv.ir.Scale` (the toolbox's fixed 1×1
+    convolution). The output layer gets ``output_scale`` (1: outputs unchanged).
+    Each node's scale is recorded in ``meta['scale']`` (its largest value).
 
     Raises:
         UnsupportedOpError: an op that normalization cannot scale through.
     """
-    scale: dict[str, float] = {}
+    if any("shape" not in n.meta for n in graph.nodes):
+        from snnconv.passes.shapes import infer_shapes
+
+        graph = infer_shapes(graph)
+    scales: dict[str, Tensor] = {}
     nodes: list[Node] = []
     for node in graph.nodes:
         op = node.op
+        shape = tuple(node.meta["shape"])
+        inputs = list(node.inputs)
         if isinstance(op, Input):
-            scale[node.name] = 1.0
-        elif isinstance(op, (Conv2d, Linear)):
-            s_in = scale[node.inputs[0]]
-            target = _activation_after(graph, node)
-            s_out = stats[target].scale if target is not None and target in stats else 1.0
-            op = dataclasses.replace(
-                op,
-                weight=op.weight * (s_in / s_out),
-                bias=None if op.bias is None else op.bias / s_out,
-            )
-            scale[node.name] = s_out
-        elif op.scale_transparent or isinstance(op, (ReLU, IFNeuron)):
-            scale[node.name] = scale[node.inputs[0]]
+            scale = torch.ones(shape, dtype=torch.float64)
+        elif isinstance(op, Conv2d):
+            t = _target_scale(graph, node, stats, output_scale)
+            s_in = _per_channel(scales[inputs[0]], node, op.kind)
+            out_ch, in_per_group = op.weight.shape[:2]
+            groups = op.groups
+            factor = s_in.reshape(groups, in_per_group).repeat_interleave(out_ch // groups, 0)
+            w = op.weight.double() * factor[:, :, None, None] / t
+            b = None if op.bias is None else op.bias.double() / t
+            op = dataclasses.replace(op, weight=w.float(), bias=None if b is None else b.float())
+            scale = torch.full(shape, t, dtype=torch.float64)
+        elif isinstance(op, Linear):
+            t = _target_scale(graph, node, stats, output_scale)
+            s_in = scales[inputs[0]].reshape(-1)
+            w = op.weight.double() * s_in[None, :] / t
+            b = None if op.bias is None else op.bias.double() / t
+            op = dataclasses.replace(op, weight=w.float(), bias=None if b is None else b.float())
+            scale = torch.full(shape, t, dtype=torch.float64)
+        elif isinstance(op, (ReLU, IFNeuron)):
+            scale = scales[inputs[0]]
+            if op.max_value is not None:
+                s = _uniform(scale)
+                if s is None:
+                    raise UnsupportedOpError(
+                        "bounded ReLU", node.source, _NORMALIZABLE, "its input scale is not uniform"
+                    )
+                op = dataclasses.replace(op, max_value=op.max_value / s)
+        elif isinstance(op, Concat):
+            scale = torch.cat([scales[i] for i in inputs], dim=op.dim - 1)
+        elif isinstance(op, Add):
+            t = _target_scale(graph, node, stats, output_scale)
+            rewired = []
+            for k, name in enumerate(inputs):
+                s_in = scales[name]
+                if bool(torch.allclose(s_in, torch.full_like(s_in, t), rtol=1e-12, atol=0)):
+                    rewired.append(name)
+                    continue
+                uniform = _uniform(s_in)
+                factor = torch.tensor(uniform / t) if uniform is not None else s_in / t
+                scale_node = Node(
+                    f"{node.name}_scale{k}",
+                    Scale(factor.float()),
+                    (name,),
+                    {"source": node.source, "shape": shape, "scale": t},
+                )
+                nodes.append(scale_node)
+                rewired.append(scale_node.name)
+            inputs = rewired
+            scale = torch.full(shape, t, dtype=torch.float64)
+        elif isinstance(op, Reshape):
+            scale = scales[inputs[0]].reshape(shape)
+        elif op.scale_transparent:
+            per_channel = _per_channel(scales[inputs[0]], node, op.kind)
+            view = (-1,) + (1,) * (len(shape) - 1)
+            scale = per_channel.reshape(view).expand(shape).clone()
         else:
             raise UnsupportedOpError(
                 op.kind, node.source, _NORMALIZABLE, "normalization cannot scale through it"
             )
-        nodes.append(
-            dataclasses.replace(node, op=op, meta={**node.meta, "scale": scale[node.name]})
-        )
+        scales[node.name] = scale
+        meta = {**node.meta, "scale": float(scale.max()) if scale.numel() else 1.0}
+        nodes.append(dataclasses.replace(node, op=op, inputs=tuple(inputs), meta=meta))
     return graph.replace_nodes(nodes)

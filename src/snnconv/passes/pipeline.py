@@ -14,13 +14,19 @@ from snnconv.passes.calibrate import LayerStats, Percentile, collect_activation_
 from snnconv.passes.fold_batchnorm import fold_batchnorm
 from snnconv.passes.normalize import normalize
 from snnconv.passes.shapes import infer_shapes
-from snnconv.passes.simplify import remove_dropout
+from snnconv.passes.simplify import remove_dropout, remove_output_softmax, replace_maxpool
 from snnconv.passes.to_spiking import to_spiking
 
 Pass = Callable[[Graph], Graph]
 
 #: Structural passes applied to every imported graph, in order.
-DEFAULT_PIPELINE: tuple[Pass, ...] = (infer_shapes, fold_batchnorm, remove_dropout, infer_shapes)
+DEFAULT_PIPELINE: tuple[Pass, ...] = (
+    infer_shapes,
+    fold_batchnorm,
+    remove_dropout,
+    remove_output_softmax,
+    infer_shapes,
+)
 
 
 class PassError(RuntimeError):
@@ -46,9 +52,15 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
     return graph
 
 
-def prepare_ann(graph: Graph) -> Graph:
-    """The structural passes: shapes, batch-norm folding, dropout removal."""
-    return run_passes(graph, DEFAULT_PIPELINE)
+def prepare_ann(graph: Graph, config: Config | None = None) -> Graph:
+    """The structural passes: shapes, batch-norm folding, dropout and output-softmax
+    removal, and (if configured) max-pool replacement."""
+    from snnconv.config import MaxPoolMode
+
+    passes = list(DEFAULT_PIPELINE)
+    if config is not None and config.maxpool is MaxPoolMode.AVERAGE:
+        passes.insert(-1, replace_maxpool)
+    return run_passes(graph, passes)
 
 
 def convert_graph(
@@ -63,7 +75,7 @@ def convert_graph(
 
     ``prepare_ann`` → ``collect_activation_stats`` → ``normalize`` → ``to_spiking``.
     """
-    ann = prepare_ann(graph)
+    ann = prepare_ann(graph, config)
     stats = collect_activation_stats(
         ann,
         calibration,
@@ -71,12 +83,23 @@ def convert_graph(
         batch_size=config.batch_size,
         device=device,
         progress=progress,
+        extra=[ann.output],
     )
+    readout_scale = stats.pop(ann.output).scale if ann.output in stats else 1.0
     spiking = run_passes(
         ann,
         [
             partial(normalize, stats=stats),
-            partial(to_spiking, reset=config.reset, v_init=config.v_init),
+            partial(
+                to_spiking,
+                reset=config.reset,
+                v_init=config.v_init,
+                hold_per_depth=config.clamp_steps,
+                rate_estimator=config.rate_estimator,
+                rate_window=config.rate_window,
+                rate_decay=config.rate_decay,
+            ),
         ],
     )
+    spiking = spiking.with_op(spiking.output, spiking.output_node.op, readout_scale=readout_scale)
     return spiking, stats

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from snnconv.ir import Dropout, Graph, Identity, ReLU, Reshape
+from snnconv.errors import UnsupportedOpError
+from snnconv.ir import AvgPool2d, Dropout, Graph, Identity, MaxPool2d, ReLU, Reshape, Softmax
 
 
 def remove_dropout(graph: Graph) -> Graph:
@@ -38,3 +39,51 @@ def remove_dropout(graph: Graph) -> Graph:
                 graph, changed = graph.bypass(node.name), True
                 break
     return graph
+
+
+def remove_output_softmax(graph: Graph) -> Graph:
+    """Remove a Softmax/LogSoftmax over the classes at the network's output.
+
+    Both are monotonic, so the class ranking is that of their input; the
+    readouts work on the output layer's currents. The removal is recorded in
+    the new output node's ``meta['output_activation']``. A softmax anywhere
+    else is left for normalization to refuse.
+    """
+    out = graph.output_node
+    if not isinstance(out.op, Softmax):
+        return graph
+    rank = len(out.meta.get("shape", ())) + 1
+    if out.op.dim % rank != rank - 1 or rank != 2:
+        raise UnsupportedOpError(
+            "softmax",
+            out.source,
+            ("Softmax/LogSoftmax over the class axis of [N, classes] outputs",),
+            f"it normalizes over axis {out.op.dim} of a {rank}-D output",
+        )
+    kind = "log_softmax" if out.op.log else "softmax"
+    graph = graph.bypass(out.name)
+    return graph.with_op(graph.output, graph.output_node.op, output_activation=kind)
+
+
+def replace_maxpool(graph: Graph) -> Graph:
+    """Replace every MaxPool2d by an AvgPool2d with the same windows.
+
+    This changes the ANN (its accuracy must be measured again); the spiking
+    network then needs no max-pool gate. Padding is excluded from the averages.
+    """
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n.op, MaxPool2d):
+            if n.op.dilation != (1, 1):
+                raise UnsupportedOpError(
+                    "MaxPool2d(dilation>1)",
+                    n.source,
+                    ("MaxPool2d without dilation",),
+                    "average pooling has no dilation; use the max-pool gate instead",
+                )
+            pool = AvgPool2d(
+                n.op.kernel_size, n.op.stride, n.op.padding, n.op.ceil_mode, False, None
+            )
+            n = dataclasses.replace(n, op=pool, meta={**n.meta, "replaced": "MaxPool2d"})
+        nodes.append(n)
+    return graph.replace_nodes(nodes)

@@ -1,10 +1,20 @@
-"""Replace ReLU activations with integrate-and-fire neurons."""
+"""Replace ReLU activations with integrate-and-fire neurons; configure spiking pools."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from snnconv.ir import Graph, IFNeuron, ReLU, ResetMode
+from snnconv.ir import Graph, IFNeuron, MaxPool2d, RateEstimator, ReLU, ResetMode
+
+
+def spiking_depth(graph: Graph) -> dict[str, int]:
+    """For each node, the number of activation layers on the longest path from the input
+    up to and including it."""
+    depth: dict[str, int] = {}
+    for node in graph.nodes:
+        base = max((depth[i] for i in node.inputs), default=0)
+        depth[node.name] = base + (1 if isinstance(node.op, (ReLU, IFNeuron)) else 0)
+    return depth
 
 
 def to_spiking(
@@ -13,15 +23,36 @@ def to_spiking(
     threshold: float = 1.0,
     reset: ResetMode = ResetMode.SUBTRACT,
     v_init: float = 0.0,
+    hold_per_depth: int = 0,
+    rate_estimator: RateEstimator = RateEstimator.COUNT,
+    rate_window: int = 16,
+    rate_decay: float = 0.9,
 ) -> Graph:
     """Turn every ReLU into an :class:`IFNeuron` layer with the given dynamics.
 
     The graph must already be normalized (threshold 1 then corresponds to the
-    layer's robust maximum λ). The output layer stays analog: the simulator
-    accumulates its input current as the readout.
+    layer's robust maximum λ; a bounded ReLU keeps its normalized bound for
+    ANN runs). A layer at depth d (its position among activation layers on the
+    longest path from the input) holds its membrane for ``hold_per_depth``·d
+    steps. Max-pool layers get the gate's rate estimator. The output layer
+    stays analog: the simulator reads it out.
     """
-    neuron = IFNeuron(threshold=threshold, reset=reset, v_init=v_init)
-    nodes = [
-        dataclasses.replace(n, op=neuron) if isinstance(n.op, ReLU) else n for n in graph.nodes
-    ]
+    depth = spiking_depth(graph)
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n.op, ReLU):
+            neuron = IFNeuron(
+                threshold=threshold,
+                reset=reset,
+                v_init=v_init,
+                max_value=n.op.max_value,
+                hold_steps=hold_per_depth * depth[n.name],
+            )
+            n = dataclasses.replace(n, op=neuron)
+        elif isinstance(n.op, MaxPool2d):
+            pool = dataclasses.replace(
+                n.op, estimator=rate_estimator, window=rate_window, decay=rate_decay
+            )
+            n = dataclasses.replace(n, op=pool)
+        nodes.append(n)
     return graph.replace_nodes(nodes)

@@ -45,7 +45,13 @@ STEP_FUNCTIONS: dict[ResetMode, StepFn] = {
 
 
 def if_scan(
-    v: Tensor, z: Tensor, threshold: float, reset: ResetMode, steps: int, constant: bool
+    v: Tensor,
+    z: Tensor,
+    threshold: float,
+    reset: ResetMode,
+    steps: int,
+    constant: bool,
+    held: int = 0,
 ) -> Tensor:
     """Run ``steps`` IF steps; return the spikes as a ``[steps, *v.shape]`` tensor.
 
@@ -56,9 +62,13 @@ def if_scan(
         reset: Reset rule.
         steps: Number of steps.
         constant: Whether ``z`` is the same at every step.
+        held: How many of the first steps are held: the membrane keeps its
+            value (no integration) and no spike is emitted.
     """
     step = STEP_FUNCTIONS[reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
-    for k in range(steps):
+    held = min(max(held, 0), steps)
+    spikes[:held].zero_()
+    for k in range(held, steps):
         step(v, z if constant else z[k], threshold, spikes[k])
     return spikes

@@ -14,15 +14,17 @@ gives the accuracy at every t in one run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from snnconv.errors import ConfigError
-from snnconv.ir import Graph, IFNeuron, Input, InputEncoding
+from snnconv.ir import Graph, IFNeuron, Input, InputEncoding, MaxPool2d, Readout
 from snnconv.passes.device import graph_to
-from snnconv.sim.neurons import if_scan
+from snnconv.sim.maxpool import MaxPoolGate
+from snnconv.sim.neurons import if_scan, if_step_subtract
 from snnconv.sim.reference import check_input, last_uses
 
 #: Default steps per chunk by device type, chosen by ``benchmarks/bench_sim.py``.
@@ -70,6 +72,7 @@ class Simulator:
         chunk: int | None = None,
         input_encoding: InputEncoding = InputEncoding.ANALOG,
         seed: int = 0,
+        readout: Readout = Readout.POTENTIAL,
     ):
         self.device = torch.device(device)
         self.graph = graph_to(graph, self.device)
@@ -77,6 +80,7 @@ class Simulator:
         if self.chunk < 1:
             raise ConfigError(f"chunk must be a positive integer, got {chunk}")
         self.encoding = InputEncoding(input_encoding)
+        self.readout = Readout(readout)
         self.seed = seed
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -89,6 +93,10 @@ class Simulator:
                     self.static.add(node.name)
             elif not isinstance(node.op, IFNeuron) and all(i in self.static for i in node.inputs):
                 self.static.add(node.name)
+        #: Max-pool layers with spiking input: gated, with state.
+        self.gated = [
+            n for n in self.graph.nodes if isinstance(n.op, MaxPool2d) and n.name not in self.static
+        ]
         self.neurons = [n for n in self.graph.nodes if isinstance(n.op, IFNeuron)]
 
     @torch.no_grad()
@@ -127,8 +135,19 @@ class Simulator:
             )
             for n in self.neurons
         }
+        gates = {
+            n.name: MaxPoolGate(
+                n.op,  # type: ignore[arg-type]
+                (batch, *self.graph.node(n.inputs[0]).meta["shape"]),
+                self.device,
+            )
+            for n in self.gated
+        }
         out_node = self.graph.output_node
         classes = int(out_node.meta["shape"][-1])
+        out_theta = float(out_node.meta.get("readout_scale", 1.0))
+        out_v = torch.zeros((batch, classes), device=self.device)
+        counts = torch.zeros((batch, classes), device=self.device)
         topk = min(5, classes)
         potential = torch.zeros((batch, classes), device=self.device)
         correct1 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
@@ -140,8 +159,8 @@ class Simulator:
 
         for start in range(0, timesteps, self.chunk):
             k = min(self.chunk, timesteps - start)
-            counts = {name: c[start : start + k] for name, c in spike_counts.items()}
-            values = self._chunk(x, static, membranes, k, counts)
+            views = {name: c[start : start + k] for name, c in spike_counts.items()}
+            values = self._chunk(x, static, membranes, gates, k, start, views)
             current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
             # Accumulate step by step in float32 (not cumsum, whose summation order differs):
             # the readout is then bit-identical for every chunk size.
@@ -150,12 +169,40 @@ class Simulator:
                 torch.add(potential, current[j], out=cumulative[j])
                 potential = cumulative[j]
             potential = potential.clone()
+            if self.readout is not Readout.POTENTIAL:
+                cumulative = self._spike_scores(current, cumulative, out_v, counts, out_theta)
             ranks = cumulative.topk(topk, dim=-1).indices
             hits = ranks == y.view(1, batch, 1)
             correct1[start : start + k] += hits[..., 0].sum(1)
             correct5[start : start + k] += hits.any(-1).sum(1)
 
         return BatchResult(correct1, correct5, spike_counts, potential)
+
+    def _spike_scores(
+        self,
+        current: Tensor,
+        potential: Tensor,
+        v: Tensor,
+        counts: Tensor,
+        threshold: float,
+    ) -> Tensor:
+        """Per-step scores of the spike-count readouts: count + (0.5 + atan(V)/π).
+
+        The fractional part, strictly inside (0, 1) and increasing in the
+        accumulated current V, only breaks ties between equal counts.
+        """
+        scores = torch.empty_like(current)
+        spikes = torch.empty_like(v)
+        for j in range(current.shape[0]):
+            if self.readout is Readout.SPIKES:
+                if_step_subtract(v, current[j], threshold, spikes)
+            else:
+                p = torch.softmax(current[j], dim=-1)
+                u = torch.rand(p.shape, generator=self.generator, device=self.device)
+                torch.lt(u, p, out=spikes)
+            counts.add_(spikes)
+            scores[j] = counts + (0.5 + torch.atan(potential[j]) / math.pi)
+        return scores
 
     def _static_values(self, x: Tensor) -> dict[str, Tensor]:
         """Values of the time-invariant nodes for input ``x`` (computed once per batch)."""
@@ -181,7 +228,9 @@ class Simulator:
         x: Tensor,
         static: dict[str, Tensor],
         membranes: dict[str, Tensor],
+        gates: dict[str, MaxPoolGate],
         k: int,
+        start: int,
         spike_counts: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
@@ -198,10 +247,14 @@ class Simulator:
                 v = membranes[node.name]
                 constant = src not in values
                 z = static[src] if constant else values[src].reshape(k, *v.shape)
-                spikes = if_scan(v, z, op.threshold, op.reset, k, constant)
+                spikes = if_scan(v, z, op.threshold, op.reset, k, constant, op.hold_steps - start)
                 if node.name in spike_counts:
                     spike_counts[node.name] += spikes.reshape(k, -1).sum(1)
                 values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
+            elif node.name in gates:
+                src = values[node.inputs[0]]
+                pooled = gates[node.name].scan(src.reshape(k, -1, *src.shape[1:]))
+                values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
             else:
                 values[node.name] = op.apply(
                     *(self._block(n, values, static, k) for n in node.inputs)
