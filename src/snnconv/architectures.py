@@ -1108,6 +1108,8 @@ def recalibrate_batchnorm(
         for batch in _input_batches(data, batch_size):
             if num_batches is not None and seen >= num_batches:
                 break
+            if batch.shape[0] == 0:
+                continue
             model(batch.to(device))
             seen += 1
     finally:
