@@ -305,7 +305,9 @@ def convert_softmax(
     b.emit(node, Softmax(int(dim), log), [b.tensor_input(node, input)])
 
 
-def _shape_from_val(node: torch.fx.Node) -> tuple[int, ...] | None:
+def _shape_from_val(node: object) -> tuple[int, ...] | None:
+    if not isinstance(node, torch.fx.Node):
+        return None
     val = node.meta.get("val")
     if isinstance(val, torch.Tensor):
         try:

@@ -236,7 +236,7 @@ def convert_cat_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) ->
     rank = len(b.out_shape(node))
     if dim % rank == 0:
         raise b.unsupported(node, "cat", "concatenation along the batch axis (dim 0)")
-    b.emit(node, Concat(dim % rank), [b.tensor_input(node, t) for t in tensors])
+    b.emit(node, Concat(dim % rank), [b.tensor_input(node, t) for t in tensors or ()])
 
 
 @FUNCTION_CONVERTERS.register(operator.add, operator.iadd, torch.add, torch.Tensor.add)

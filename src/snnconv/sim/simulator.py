@@ -252,8 +252,8 @@ class Simulator:
                     spike_counts[node.name] += spikes.reshape(k, -1).sum(1)
                 values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
             elif node.name in gates:
-                src = values[node.inputs[0]]
-                pooled = gates[node.name].scan(src.reshape(k, -1, *src.shape[1:]))
+                spikes_in = values[node.inputs[0]]
+                pooled = gates[node.name].scan(spikes_in.reshape(k, -1, *spikes_in.shape[1:]))
                 values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
             else:
                 values[node.name] = op.apply(
