@@ -53,6 +53,48 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s; 0.5 centres the quantization error)",
     )
     g.add_argument(
+        "--readout",
+        choices=["potential", "spikes", "softmax"],
+        default="potential",
+        help="output readout: accumulated membrane potential, spike counts, or the "
+        "spiking softmax (default: %(default)s)",
+    )
+    g.add_argument(
+        "--maxpool",
+        choices=["gate", "average"],
+        default="gate",
+        help="max-pooling: the spiking rate gate, or replace by average pooling "
+        "(changes the ANN) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--rate-estimator",
+        choices=["count", "moving_average", "exponential"],
+        default="count",
+        help="the max-pool gate's online rate estimate (default: %(default)s)",
+    )
+    g.add_argument(
+        "--rate-window",
+        type=int,
+        default=16,
+        metavar="N",
+        help="window of the moving-average estimator (default: %(default)s)",
+    )
+    g.add_argument(
+        "--rate-decay",
+        type=float,
+        default=0.9,
+        metavar="D",
+        help="decay of the exponential estimator (default: %(default)s)",
+    )
+    g.add_argument(
+        "--clamp-steps",
+        type=int,
+        default=0,
+        metavar="K",
+        help="membrane clamp: a layer at depth d holds its membrane for K*d steps "
+        "(default: %(default)s = off)",
+    )
+    g.add_argument(
         "--calibration",
         metavar="DATASET",
         help="dataset for normalization statistics (default: the training split of --dataset)",
@@ -192,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from snnconv.config import Config
-    from snnconv.ir import InputEncoding, ResetMode
+    from snnconv.config import Config, MaxPoolMode
+    from snnconv.ir import InputEncoding, RateEstimator, Readout, ResetMode
 
     return Config(
         percentile=getattr(args, "percentile", 99.9),
@@ -206,6 +248,12 @@ def _config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         seed=args.seed,
         chunk=args.chunk,
+        readout=Readout(getattr(args, "readout", "potential")),
+        maxpool=MaxPoolMode(getattr(args, "maxpool", "gate")),
+        rate_estimator=RateEstimator(getattr(args, "rate_estimator", "count")),
+        rate_window=getattr(args, "rate_window", 16),
+        rate_decay=getattr(args, "rate_decay", 0.9),
+        clamp_steps=getattr(args, "clamp_steps", 0),
     )
 
 
@@ -320,6 +368,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if isinstance(model, SpikingNetwork):
         sim = _config(args)
         config = model.config.replace(
+            readout=sim.readout,
             batch_size=sim.batch_size,
             device=sim.device,
             threads=sim.threads,
