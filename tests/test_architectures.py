@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,12 @@ def on_meta(build: Callable[..., nn.Module], **kwargs: object) -> nn.Module:
         return build(**kwargs)
 
 
+@functools.cache
+def ten_class(name: str) -> nn.Module:
+    """A 10-class network in eval mode, built once per test session (tests only read it)."""
+    return IMAGENET_NETS[name][0](num_classes=10).eval()
+
+
 def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """state_dict key -> shape, in order."""
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
@@ -135,8 +142,7 @@ def test_resnet20_cifar_structure() -> None:
     ],
 )
 def test_output_shape_at_reduced_resolution(name: str, side: int) -> None:
-    build = IMAGENET_NETS[name][0]
-    model = build(num_classes=10).eval()
+    model = ten_class(name)
     with torch.no_grad():
         out = model(torch.rand(2, 3, side, side))
     assert out.shape == (2, 10)
@@ -150,7 +156,7 @@ def test_resnet20_output_shape() -> None:
 
 
 def test_inception_v3_too_small_input_fails() -> None:
-    model = arch.inception_v3(num_classes=10).eval()
+    model = ten_class("inception_v3")
     with pytest.raises(RuntimeError), torch.no_grad():
         model(torch.rand(1, 3, 74, 74))
 

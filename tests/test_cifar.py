@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,32 @@ def batch_bytes(n: int, seed: int, *, protocol: int = 2) -> tuple[bytes, np.ndar
     return pickle.dumps(batch, protocol=protocol), data, labels
 
 
+def py2_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled as Python 2's cPickle (protocol 2) wrote the real CIFAR-10 files.
+
+    Python 2 strings are BINSTRING opcodes (bytes under ``encoding="bytes"``)
+    and the array is rebuilt by ``numpy.core.multiarray._reconstruct``.
+    """
+
+    def string(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<i", len(b))) + b
+
+    def small(i: int) -> bytes:
+        return b"K" + bytes([i]) if i < 256 else b"M" + struct.pack("<H", i)
+
+    n, columns = data.shape
+    out = b"\x80\x02}(" + string(b"data")
+    out += b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+    out += small(0) + b"\x85" + string(b"b") + b"\x87R"
+    out += b"(" + small(1) + small(n) + small(columns) + b"\x86"
+    out += b"cnumpy\ndtype\n" + string(b"u1") + small(0) + small(1) + b"\x87R"
+    out += b"(" + small(3) + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
+    out += small(0) + b"tb"
+    out += b"\x89" + string(data.tobytes()) + b"tb"
+    out += string(b"labels") + b"](" + b"".join(small(v) for v in labels) + b"e"
+    return out + b"u."
+
+
 def write_batches(directory: Path, n: int = 4) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Write the six batch files into ``directory``; return their contents."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -63,6 +90,14 @@ def test_read_batch_layout() -> None:
     np.testing.assert_array_equal(images[1, 2, 0, :], data[1, 2048 : 2048 + 32])
     np.testing.assert_array_equal(images[2, 0, 31, 31], data[2, 1023])
     assert out_labels.dtype == np.int64 and out_labels.tolist() == labels
+
+
+@pytest.mark.filterwarnings("error")
+def test_read_batch_python2_format() -> None:
+    data = np.random.default_rng(0).integers(0, 256, size=(2, 3072), dtype=np.uint8)
+    images, labels = read_batch(py2_batch(data, [3, 7]), "py2")
+    np.testing.assert_array_equal(images.reshape(2, -1), data)
+    assert labels.tolist() == [3, 7]
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])

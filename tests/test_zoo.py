@@ -140,3 +140,128 @@ def test_pretrained_lenet_accuracy() -> None:
     assert not model.training
     test_set = load_dataset("fashion-mnist", "test", limit=1000)
     assert zoo.accuracy(model, test_set) > 0.85
+
+
+# --- paper reference networks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_cifar_convnet_layers(pool: str) -> None:
+    model = zoo.cifar_convnet(pool=pool).eval()  # type: ignore[arg-type]
+    kinds = [type(m).__name__ for m in model]
+    pool_kind = "MaxPool2d" if pool == "max" else "AvgPool2d"
+    assert kinds == [
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        pool_kind,
+        "Dropout",
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        pool_kind,
+        "Dropout",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.padding) for c in convs] == [
+        (3, 32, (1, 1)),
+        (32, 32, (0, 0)),
+        (32, 64, (1, 1)),
+        (64, 64, (0, 0)),
+    ]
+    assert model[13].in_features == 64 * 6 * 6 and model[13].out_features == 512
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    small = zoo.cifar_convnet(num_classes=4, in_channels=1, image_size=16).eval()
+    assert small(torch.zeros(1, 1, 16, 16)).shape == (1, 4)
+    with pytest.raises(ConfigError, match="image_size"):
+        zoo.cifar_convnet(image_size=8)
+    with pytest.raises(ConfigError, match="pool"):
+        zoo.cifar_convnet(pool="min")  # type: ignore[arg-type]
+
+
+def test_sign_and_heaviside_ste() -> None:
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    sign = zoo.SignSTE().train()
+    y = sign(x)
+    assert y.tolist() == [-1.0, -1.0, 0.0, 1.0, 1.0]
+    y.sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    step = zoo.HeavisideSTE().train()
+    x.grad = None
+    z = step(x)
+    assert z.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    z.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert zoo.SignSTE().eval()(x).tolist() == y.tolist()
+    assert zoo.HeavisideSTE().eval()(x).tolist() == z.tolist()
+
+
+def test_binary_layers_use_sign_of_weights() -> None:
+    conv = zoo.BinaryConv2d(2, 3, kernel_size=3, padding=1)
+    x = torch.randn(1, 2, 5, 5)
+    expected = torch.nn.functional.conv2d(x, conv.weight.sign(), conv.bias, padding=1)
+    torch.testing.assert_close(conv.eval()(x), expected)
+    torch.testing.assert_close(conv.train()(x), expected)
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    linear = zoo.BinaryLinear(4, 2)
+    v = torch.randn(3, 4)
+    torch.testing.assert_close(linear(v), v @ linear.weight.sign().T + linear.bias)
+
+
+@pytest.mark.parametrize("activation", ["sign", "heaviside"])
+def test_binarynet_shapes_and_binarize(activation: str) -> None:
+    model = zoo.binarynet(in_channels=1, image_size=28, activation=activation)  # type: ignore[arg-type]
+    model.eval()
+    x = torch.rand(4, 1, 28, 28)
+    kinds = [type(m).__name__ for m in model]
+    act = "SignSTE" if activation == "sign" else "HeavisideSTE"
+    assert kinds.count(act) == 3 and kinds.count("MaxPool2d") == 2
+    assert kinds.count("BinaryConv2d") == 2 and kinds.count("BinaryLinear") == 2
+    # Realistic batch-norm statistics, so the binary activations are mixed.
+    with torch.no_grad():
+        model.train()(torch.rand(32, 1, 28, 28))
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+        hidden = model[:3](x)
+    assert before.shape == (4, 10)
+    allowed = {-1.0, 0.0, 1.0} if activation == "sign" else {0.0, 1.0}
+    assert set(hidden.unique().tolist()) <= allowed
+    same = zoo.binarize_weights(model)
+    assert same is model
+    kinds = [type(m).__name__ for m in model]
+    assert "BinaryConv2d" not in kinds and "BinaryLinear" not in kinds
+    for layer in model:
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            assert set(layer.weight.unique().tolist()) == {-1.0, 1.0}
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
+
+
+def test_binarynet_arguments() -> None:
+    assert zoo.binarynet(pool="avg")[3].__class__ is nn.AvgPool2d
+    assert zoo.binarynet()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="activation"):
+        zoo.binarynet(activation="relu")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="pool"):
+        zoo.binarynet(pool="sum")  # type: ignore[arg-type]
+
+
+def test_train_binarynet_on_digits() -> None:
+    pytest.importorskip("sklearn")
+    train_set = load_dataset("digits", "train")
+    test_set = load_dataset("digits", "test")
+    torch.manual_seed(0)
+    model = zoo.binarynet(in_channels=1, image_size=8, activation="heaviside")
+    zoo.train(model, train_set, epochs=3, batch_size=32, lr=5e-3)
+    accuracy = zoo.accuracy(model, test_set)
+    assert accuracy > 0.6
+    assert zoo.accuracy(zoo.binarize_weights(model), test_set) == accuracy

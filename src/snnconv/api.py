@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from snnconv.config import Config, MaxPoolMode
 from snnconv.errors import ConfigError, DataError, SnnconvError
 from snnconv.importers import import_torch
-from snnconv.ir import Graph, IFNeuron
+from snnconv.ir import SPIKING_OPS, Graph
 from snnconv.network import SpikingNetwork
 from snnconv.passes.calibrate import iterate_batches
 from snnconv.passes.pipeline import convert_graph
@@ -215,7 +215,7 @@ def evaluate(
     seconds = time.perf_counter() - start
     layers = []
     for node in network.graph.nodes:
-        if isinstance(node.op, IFNeuron):
+        if isinstance(node.op, SPIKING_OPS):
             neurons = 1
             for d in node.meta.get("shape", ()):
                 neurons *= int(d)

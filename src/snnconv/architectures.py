@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from snnconv.data import load_dataset
 from snnconv.errors import ConfigError, DataError
 
 __all__ = [
@@ -1156,8 +1157,6 @@ def fashion_mnist_rgb(
         ConfigError: If ``size`` or ``chunk`` is not a positive integer.
         DataError: If Fashion-MNIST cannot be found or ``split``/``limit`` is invalid.
     """
-    from snnconv.data import load_dataset
-
     for name, value in (("size", size), ("chunk", chunk)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snnconv.config import Config
-from snnconv.ir import Graph, IFNeuron
+from snnconv.ir import SPIKING_OPS, Graph
 
 
 @dataclass(eq=False)
@@ -30,7 +30,7 @@ class SpikingNetwork:
     @property
     def spiking_layers(self) -> list[str]:
         """Names of the IF layers, in order."""
-        return [n.name for n in self.graph.nodes if isinstance(n.op, IFNeuron)]
+        return [n.name for n in self.graph.nodes if isinstance(n.op, SPIKING_OPS)]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

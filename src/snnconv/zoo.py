@@ -238,14 +238,15 @@ class SignSTE(nn.Module):
 class HeavisideSTE(nn.Module):
     """Binary activation ``H(x) = 1 if x > 0 else 0`` with a straight-through gradient.
 
-    Forward: ``(x > 0)`` as a float tensor of 0s and 1s (spikes, in effect).
-    Backward in training mode: the gradient of ``clamp(x, -1, 1)``. In eval
-    mode the module is just the comparison.
+    Forward: ``(x > 0).float()``, a float32 tensor of 0s and 1s (spikes, in
+    effect). Backward in training mode: the gradient of ``clamp(x, -1, 1)``.
+    In eval mode the module is just ``(x > 0).float()``, which is what a
+    converter sees.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """H(x), with the straight-through gradient in training mode."""
-        step = (x > 0).to(x.dtype)
+        step = (x > 0).float()
         if self.training:
             return _straight_through(x, step)
         return step

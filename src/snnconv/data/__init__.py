@@ -1,4 +1,5 @@
-"""Datasets: Fashion-MNIST and MNIST (IDX files), scikit-learn digits, and ``.npz`` files.
+"""Datasets: Fashion-MNIST and MNIST (IDX files), CIFAR-10, scikit-learn digits,
+image folders, and ``.npz`` files.
 
 Every loader returns a ``torch.utils.data.TensorDataset`` of float32 images
 ``[N, C, H, W]`` scaled to [0, 1] and int64 labels.

@@ -24,6 +24,7 @@ SUPPORTED_TORCH_OPS: tuple[str, ...] = (
     "torch.cat along channels (or another non-batch axis)",
     "residual add (+, +=, torch.add) of equal shapes",
     "Softmax / LogSoftmax over the classes (output only)",
+    "binary activations: torch.sign, (x > 0).float(), heaviside(x, 0)",
     "flatten / view / reshape keeping the batch axis",
     "nn.Dropout",
     "nn.Identity",

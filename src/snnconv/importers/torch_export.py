@@ -28,6 +28,8 @@ from snnconv.importers.torch_common import (
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
+    BinaryActivation,
+    BinaryKind,
     Concat,
     Dropout,
     Graph,
@@ -305,6 +307,47 @@ def convert_softmax(
     b.emit(node, Softmax(int(dim), log), [b.tensor_input(node, input)])
 
 
+@ATEN_CONVERTERS.register(aten.sign.default)
+def convert_sign(b: GraphBuilder, node: torch.fx.Node, *, input: Any) -> None:
+    b.emit(node, BinaryActivation(BinaryKind.SIGN), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten.gt.Scalar, aten.heaviside.default)
+def convert_heaviside(
+    b: GraphBuilder, node: torch.fx.Node, *, input: Any, other: Any = None, values: Any = None
+) -> None:
+    if node.target is aten.gt.Scalar and other != 0:
+        raise b.unsupported(node, f"x > {other}", "only x > 0 (a Heaviside step) is supported")
+    if node.target is aten.heaviside.default:
+        value = b.param(node, values)
+        if value is None or value.numel() != 1 or float(value) != 0.0:
+            raise b.unsupported(node, "heaviside", "only heaviside(x, 0) is supported")
+    b.emit(node, BinaryActivation(BinaryKind.HEAVISIDE), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(aten._to_copy.default, aten.to.dtype, aten.to.dtype_layout)
+def convert_cast(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **kwargs: Any) -> None:
+    dtype = kwargs.get("dtype")
+    if dtype is not None and not dtype.is_floating_point:
+        raise b.unsupported(node, f"cast to {dtype}", "activations must stay floating point")
+    b.alias(node, b.tensor_input(node, input))
+
+
+@ATEN_CONVERTERS.register(aten._assert_tensor_metadata.default)
+def convert_metadata_assertion(b: GraphBuilder, node: torch.fx.Node, **_: Any) -> None:
+    b.alias(node, None)  # a check torch.export inserts around casts; computes nothing
+
+
+def _contains(value: Any, kind: type) -> bool:
+    if isinstance(value, kind):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_contains(v, kind) for v in value)
+    if isinstance(value, dict):
+        return any(_contains(v, kind) for v in value.values())
+    return False
+
+
 def _shape_from_val(node: object) -> tuple[int, ...] | None:
     if not isinstance(node, torch.fx.Node):
         return None
@@ -348,11 +391,21 @@ def import_exported_program(ep: torch.export.ExportedProgram) -> Graph:
                 container = b.values[node.args[0]]
                 b.alias(node, container[node.args[1]] if node.args[1] == 0 else None)
                 continue
+            args, kwargs = b.arg(node.args), b.arg(node.kwargs)
+            if (
+                _contains((args, kwargs), torch.Tensor)
+                and not _contains((args, kwargs), str)
+                and isinstance(node.target, torch._ops.OpOverload)
+            ):
+                # Only parameters feed it (e.g. sign(weight) in a binary layer): fold it.
+                with torch.no_grad():
+                    b.alias(node, node.target(*args, **kwargs))
+                continue
             converter = ATEN_CONVERTERS.get(node.target)
             if converter is None:
                 raise b.unsupported(node, str(node.target))
             normalized = normalize_function(
-                node.target, b.arg(node.args), b.arg(node.kwargs), normalize_to_only_use_kwargs=True
+                node.target, args, kwargs, normalize_to_only_use_kwargs=True
             )
             if normalized is None:  # pragma: no cover - ATen ops always have schemas
                 raise b.unsupported(node, str(node.target), "could not read its arguments")

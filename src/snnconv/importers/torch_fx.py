@@ -30,6 +30,8 @@ from snnconv.importers.torch_common import (
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
+    BinaryActivation,
+    BinaryKind,
     Concat,
     Dropout,
     Graph,
@@ -272,6 +274,25 @@ def convert_global_pool_function(b: GraphBuilder, node: torch.fx.Node, **kwargs:
     pooled = b.emit(node, op, [x], suffix="" if keepdim else "_pool")
     if not keepdim:
         b.emit(node, Reshape((in_shape[1],)), [pooled])
+
+
+@FUNCTION_CONVERTERS.register(torch.sign, torch.Tensor.sign)
+def convert_sign_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) -> None:
+    x = b.tensor_input(node, kwargs.get("input", kwargs.get("self")))
+    b.emit(node, BinaryActivation(BinaryKind.SIGN), [x])
+
+
+@FUNCTION_CONVERTERS.register(operator.gt)
+def convert_greater_function(b: GraphBuilder, node: torch.fx.Node, **_: Any) -> None:
+    if len(node.args) != 2 or node.args[1] != 0:
+        raise b.unsupported(node, "comparison", "only x > 0 (a Heaviside step) is supported")
+    x = b.tensor_input(node, b.arg(node.args[0]))
+    b.emit(node, BinaryActivation(BinaryKind.HEAVISIDE), [x])
+
+
+@FUNCTION_CONVERTERS.register(torch.Tensor.float, torch.Tensor.to, torch.Tensor.type_as)
+def convert_cast_method(b: GraphBuilder, node: torch.fx.Node, **_: Any) -> None:
+    b.alias(node, b.tensor_input(node, b.arg(node.args[0])))
 
 
 #: Methods that compute shapes, not tensors (their results only feed reshape arguments).

@@ -61,6 +61,15 @@ class Readout(enum.Enum):
     every step (seeded); ranked by spike count, ties broken by accumulated current."""
 
 
+class BinaryKind(enum.Enum):
+    """Binary activations of BinaryNets."""
+
+    SIGN = "sign"
+    """sign(x) ∈ {−1, 0, +1} (0 only at exactly 0)."""
+    HEAVISIDE = "heaviside"
+    """H(x) = 1 if x > 0 else 0."""
+
+
 def _pair(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -421,6 +430,47 @@ class Softmax(Op):
         return fn(inputs[0], dim=self.dim)
 
 
+@dataclass(frozen=True, eq=False)
+class BinaryActivation(Op):
+    """y = sign(x) or H(x) = [x > 0]: the activations of a BinaryNet."""
+
+    function: BinaryKind = BinaryKind.SIGN
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "function", BinaryKind(self.function))
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        x = inputs[0]
+        return torch.sign(x) if self.function is BinaryKind.SIGN else (x > 0).to(x.dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryNeuron(Op):
+    """Spiking units replacing a binary activation (no normalization needed).
+
+    Heaviside: an IF neuron (V ← V + z; s = [V ≥ θ]; reset), rate ≈ clip(z/θ, 0, 1).
+    Sign: a two-sided IF neuron emitting ±1 spikes: s = [V ≥ θ] − [V ≤ −θ], then
+    V ← V − θ·s (reset by subtraction) or V ← 0 where s ≠ 0 (reset to zero);
+    its rate ≈ clip(z/θ, −1, 1), which agrees in sign with sign(z). Run as an
+    ANN (:meth:`apply`) it is the binary activation itself.
+    """
+
+    function: BinaryKind = BinaryKind.SIGN
+    threshold: float = 1.0
+    reset: ResetMode = ResetMode.SUBTRACT
+    v_init: float = 0.0
+    hold_steps: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "function", BinaryKind(self.function))
+        object.__setattr__(self, "reset", ResetMode(self.reset))
+        if not (self.threshold > 0 and math.isfinite(self.threshold)):
+            raise ValueError(f"BinaryNeuron threshold must be positive, got {self.threshold}")
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        return BinaryActivation(self.function).apply(*inputs)
+
+
 #: Every op type, by the name used in saved files.
 OP_TYPES: dict[str, type[Op]] = {
     cls.__name__: cls
@@ -441,10 +491,15 @@ OP_TYPES: dict[str, type[Op]] = {
         Add,
         Scale,
         Softmax,
+        BinaryActivation,
+        BinaryNeuron,
     )
 }
 
+#: Ops with spiking dynamics (membrane state, spikes as outputs).
+SPIKING_OPS: tuple[type[Op], ...] = (IFNeuron, BinaryNeuron)
+
 #: Enumerations that appear as op fields (for saved files).
 ENUM_TYPES: dict[str, type[enum.Enum]] = {
-    cls.__name__: cls for cls in (ResetMode, InputEncoding, RateEstimator, Readout)
+    cls.__name__: cls for cls in (ResetMode, InputEncoding, RateEstimator, Readout, BinaryKind)
 }

@@ -6,11 +6,16 @@ import dataclasses
 
 import torch
 
-from snnconv.ir import BatchNorm, Conv2d, Graph, Linear, Node
+from snnconv.ir import BatchNorm, BinaryActivation, Conv2d, Graph, Linear, Node
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
     """Remove every :class:`BatchNorm` node; the network computes the same function.
+
+    A batch-norm that feeds a binary activation (sign, Heaviside) is first
+    divided by its gain's magnitude |a| (both activations are invariant to
+    positive scaling), so only sign(a) multiplies the weights and binary
+    weights stay binary; a channel with a = 0 becomes the constant sign(c).
 
     A batch-norm whose input is a Conv2d or Linear used only by it folds into
     that layer: with a = γ/√(var + ε), W̃ = W·a (per output channel) and
@@ -23,6 +28,15 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         bn: BatchNorm = node.op
         a, c = (t.double() for t in bn.scale_shift())
+        users = graph.users(node.name)
+        if len(users) == 1 and isinstance(users[0].op, BinaryActivation):
+            # sign(a·y + c) = sign(sign(a)·y + c/|a|) and H likewise: only the sign of the
+            # per-channel gain reaches the weights, so binary (±1) weights stay binary; the
+            # rest becomes a bias (a threshold shift), with the comparison flipped where a < 0.
+            magnitude = a.abs()
+            nonzero = magnitude > 0
+            c = torch.where(nonzero, c / torch.where(nonzero, magnitude, 1.0), c)
+            a = torch.sign(a)
         # Read the inputs from the current graph: a fold before this node may have rewired them.
         (src_name,) = graph.node(node.name).inputs
         src = graph.node(src_name)

@@ -10,6 +10,8 @@ from torch import Tensor
 from snnconv.errors import UnsupportedOpError
 from snnconv.ir import (
     Add,
+    BinaryActivation,
+    BinaryNeuron,
     Concat,
     Conv2d,
     Graph,
@@ -66,6 +68,8 @@ def _target_scale(
             return min(lam, bound) if bound is not None else lam
         if isinstance(user.op, Add):
             return _target_scale(graph, user, stats, output_scale)
+        if isinstance(user.op, (BinaryActivation, BinaryNeuron)):
+            return 1.0  # binary units are not normalized: their outputs never exceed 1
         if not user.op.scale_transparent or isinstance(user.op, Concat):
             return 1.0
         current = user
@@ -150,6 +154,8 @@ def normalize(graph: Graph, stats: dict[str, LayerStats], *, output_scale: float
                         "bounded ReLU", node.source, _NORMALIZABLE, "its input scale is not uniform"
                     )
                 op = dataclasses.replace(op, max_value=op.max_value / s)
+        elif isinstance(op, (BinaryActivation, BinaryNeuron)):
+            scale = torch.ones(shape, dtype=torch.float64)  # ±1 / 0-1 outputs, unscaled
         elif isinstance(op, Concat):
             scale = torch.cat([scales[i] for i in inputs], dim=op.dim - 1)
         elif isinstance(op, Add):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from snnconv.ir import Graph, IFNeuron, MaxPool2d, RateEstimator, ReLU, ResetMode
+from snnconv.ir import (
+    BinaryActivation,
+    BinaryNeuron,
+    Graph,
+    IFNeuron,
+    MaxPool2d,
+    RateEstimator,
+    ReLU,
+    ResetMode,
+)
 
 
 def spiking_depth(graph: Graph) -> dict[str, int]:
@@ -13,7 +22,8 @@ def spiking_depth(graph: Graph) -> dict[str, int]:
     depth: dict[str, int] = {}
     for node in graph.nodes:
         base = max((depth[i] for i in node.inputs), default=0)
-        depth[node.name] = base + (1 if isinstance(node.op, (ReLU, IFNeuron)) else 0)
+        spiking = (ReLU, IFNeuron, BinaryActivation, BinaryNeuron)
+        depth[node.name] = base + (1 if isinstance(node.op, spiking) else 0)
     return depth
 
 
@@ -28,7 +38,8 @@ def to_spiking(
     rate_window: int = 16,
     rate_decay: float = 0.9,
 ) -> Graph:
-    """Turn every ReLU into an :class:`IFNeuron` layer with the given dynamics.
+    """Turn every ReLU into an :class:`IFNeuron` layer (and every binary activation into
+    a :class:`BinaryNeuron` layer) with the given dynamics.
 
     The graph must already be normalized (threshold 1 then corresponds to the
     layer's robust maximum λ; a bounded ReLU keeps its normalized bound for
@@ -49,6 +60,15 @@ def to_spiking(
                 hold_steps=hold_per_depth * depth[n.name],
             )
             n = dataclasses.replace(n, op=neuron)
+        elif isinstance(n.op, BinaryActivation):
+            binary = BinaryNeuron(
+                function=n.op.function,
+                threshold=threshold,
+                reset=reset,
+                v_init=v_init,
+                hold_steps=hold_per_depth * depth[n.name],
+            )
+            n = dataclasses.replace(n, op=binary)
         elif isinstance(n.op, MaxPool2d):
             pool = dataclasses.replace(
                 n.op, estimator=rate_estimator, window=rate_window, decay=rate_decay

@@ -38,6 +38,27 @@ def if_step_zero(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None
     v.mul_(1.0 - spikes)
 
 
+def sign_step_subtract(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None:
+    """Two-sided IF step: V ← V + z; s = [V ≥ θ] − [V ≤ −θ]; V ← V − θ·s."""
+    v.add_(z)
+    torch.ge(v, threshold, out=spikes)
+    spikes.sub_((v <= -threshold).to(spikes.dtype))
+    v.sub_(spikes, alpha=threshold)
+
+
+def sign_step_zero(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None:
+    """Two-sided IF step with reset to zero: V ← 0 wherever a (±) spike was emitted."""
+    v.add_(z)
+    torch.ge(v, threshold, out=spikes)
+    spikes.sub_((v <= -threshold).to(spikes.dtype))
+    v.mul_(1.0 - spikes.abs())
+
+
+SIGN_STEP_FUNCTIONS: dict[ResetMode, StepFn] = {
+    ResetMode.SUBTRACT: sign_step_subtract,
+    ResetMode.ZERO: sign_step_zero,
+}
+
 STEP_FUNCTIONS: dict[ResetMode, StepFn] = {
     ResetMode.SUBTRACT: if_step_subtract,
     ResetMode.ZERO: if_step_zero,
@@ -52,6 +73,7 @@ def if_scan(
     steps: int,
     constant: bool,
     held: int = 0,
+    two_sided: bool = False,
 ) -> Tensor:
     """Run ``steps`` IF steps; return the spikes as a ``[steps, *v.shape]`` tensor.
 
@@ -64,8 +86,9 @@ def if_scan(
         constant: Whether ``z`` is the same at every step.
         held: How many of the first steps are held: the membrane keeps its
             value (no integration) and no spike is emitted.
+        two_sided: Sign units: emit −1 spikes at V ≤ −θ too.
     """
-    step = STEP_FUNCTIONS[reset]
+    step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
     held = min(max(held, 0), steps)
     spikes[:held].zero_()

@@ -21,7 +21,17 @@ import torch
 from torch import Tensor
 
 from snnconv.errors import ConfigError
-from snnconv.ir import Graph, IFNeuron, Input, InputEncoding, MaxPool2d, Readout
+from snnconv.ir import (
+    SPIKING_OPS,
+    BinaryKind,
+    BinaryNeuron,
+    Graph,
+    IFNeuron,
+    Input,
+    InputEncoding,
+    MaxPool2d,
+    Readout,
+)
 from snnconv.passes.device import graph_to
 from snnconv.sim.maxpool import MaxPoolGate
 from snnconv.sim.neurons import if_scan, if_step_subtract
@@ -91,13 +101,15 @@ class Simulator:
             if isinstance(node.op, Input):
                 if analog:
                     self.static.add(node.name)
-            elif not isinstance(node.op, IFNeuron) and all(i in self.static for i in node.inputs):
+            elif not isinstance(node.op, SPIKING_OPS) and all(
+                i in self.static for i in node.inputs
+            ):
                 self.static.add(node.name)
         #: Max-pool layers with spiking input: gated, with state.
         self.gated = [
             n for n in self.graph.nodes if isinstance(n.op, MaxPool2d) and n.name not in self.static
         ]
-        self.neurons = [n for n in self.graph.nodes if isinstance(n.op, IFNeuron)]
+        self.neurons = [n for n in self.graph.nodes if isinstance(n.op, SPIKING_OPS)]
 
     @torch.no_grad()
     def run(
@@ -242,14 +254,18 @@ class Simulator:
             op = node.op
             if isinstance(op, Input):
                 values[node.name] = self._poisson(x, k)
-            elif isinstance(op, IFNeuron):
+            elif isinstance(op, (IFNeuron, BinaryNeuron)):
                 src = node.inputs[0]
                 v = membranes[node.name]
                 constant = src not in values
                 z = static[src] if constant else values[src].reshape(k, *v.shape)
-                spikes = if_scan(v, z, op.threshold, op.reset, k, constant, op.hold_steps - start)
+                two_sided = isinstance(op, BinaryNeuron) and op.function is BinaryKind.SIGN
+                spikes = if_scan(
+                    v, z, op.threshold, op.reset, k, constant, op.hold_steps - start, two_sided
+                )
                 if node.name in spike_counts:
-                    spike_counts[node.name] += spikes.reshape(k, -1).sum(1)
+                    events = spikes.abs() if two_sided else spikes
+                    spike_counts[node.name] += events.reshape(k, -1).sum(1)
                 values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
             elif node.name in gates:
                 spikes_in = values[node.inputs[0]]
