@@ -87,6 +87,13 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
         help="decay of the exponential estimator (default: %(default)s)",
     )
     g.add_argument(
+        "--binary-threshold",
+        type=float,
+        metavar="θ",
+        help="threshold of units replacing binary activations (default: 1 for sign, "
+        "0.05 for Heaviside)",
+    )
+    g.add_argument(
         "--clamp-steps",
         type=int,
         default=0,
@@ -254,6 +261,7 @@ def _config(args: argparse.Namespace) -> Any:
         rate_window=getattr(args, "rate_window", 16),
         rate_decay=getattr(args, "rate_decay", 0.9),
         clamp_steps=getattr(args, "clamp_steps", 0),
+        binary_threshold=getattr(args, "binary_threshold", None),
     )
 
 

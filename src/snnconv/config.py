@@ -59,6 +59,10 @@ class Config:
         rate_decay: Decay of the exponential estimator, in (0, 1).
         clamp_steps: Membrane clamp for deep networks: a spiking layer at depth
             d holds its membrane for the first ``clamp_steps``·d steps (0 = off).
+        binary_threshold: θ of the units replacing binary activations (not
+            normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
+            clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
+            V > 0 for all practical inputs, as H(z) = [z > 0] requires.
     """
 
     percentile: float = 99.9
@@ -77,6 +81,7 @@ class Config:
     rate_window: int = 16
     rate_decay: float = 0.9
     clamp_steps: int = 0
+    binary_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name, kind in _ENUM_FIELDS.items():
@@ -91,6 +96,8 @@ class Config:
             raise ConfigError(f"rate_window must be a positive integer, got {self.rate_window}")
         if not 0 < self.rate_decay < 1:
             raise ConfigError(f"rate_decay must be in (0, 1), got {self.rate_decay}")
+        if self.binary_threshold is not None and not self.binary_threshold > 0:
+            raise ConfigError(f"binary_threshold must be positive, got {self.binary_threshold}")
         if self.clamp_steps < 0:
             raise ConfigError(f"clamp_steps must be >= 0, got {self.clamp_steps}")
         if not (0 < self.percentile <= 100) or math.isnan(self.percentile):

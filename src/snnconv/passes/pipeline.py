@@ -98,6 +98,7 @@ def convert_graph(
                 rate_estimator=config.rate_estimator,
                 rate_window=config.rate_window,
                 rate_decay=config.rate_decay,
+                binary_threshold=config.binary_threshold,
             ),
         ],
     )

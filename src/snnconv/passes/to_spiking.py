@@ -6,6 +6,7 @@ import dataclasses
 
 from snnconv.ir import (
     BinaryActivation,
+    BinaryKind,
     BinaryNeuron,
     Graph,
     IFNeuron,
@@ -14,6 +15,12 @@ from snnconv.ir import (
     ReLU,
     ResetMode,
 )
+
+#: θ of binary units when none is configured (see ``Config.binary_threshold``).
+DEFAULT_BINARY_THRESHOLD: dict[BinaryKind, float] = {
+    BinaryKind.SIGN: 1.0,
+    BinaryKind.HEAVISIDE: 0.05,
+}
 
 
 def spiking_depth(graph: Graph) -> dict[str, int]:
@@ -37,6 +44,7 @@ def to_spiking(
     rate_estimator: RateEstimator = RateEstimator.COUNT,
     rate_window: int = 16,
     rate_decay: float = 0.9,
+    binary_threshold: float | None = None,
 ) -> Graph:
     """Turn every ReLU into an :class:`IFNeuron` layer (and every binary activation into
     a :class:`BinaryNeuron` layer) with the given dynamics.
@@ -61,9 +69,10 @@ def to_spiking(
             )
             n = dataclasses.replace(n, op=neuron)
         elif isinstance(n.op, BinaryActivation):
+            theta = binary_threshold or DEFAULT_BINARY_THRESHOLD[n.op.function]
             binary = BinaryNeuron(
                 function=n.op.function,
-                threshold=threshold,
+                threshold=theta,
                 reset=reset,
                 v_init=v_init,
                 hold_steps=hold_per_depth * depth[n.name],
