@@ -1,0 +1,45 @@
+"""The architectures users bring (VGG, ResNet, GoogLeNet, Inception-v3) convert exactly and run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import snnconv
+from snnconv import architectures as arch
+from snnconv.sim.reference import run_graph
+
+CASES = [
+    pytest.param("resnet18", arch.resnet18, 32, id="resnet18"),
+    pytest.param("resnet20", arch.resnet20_cifar, 32, id="resnet20"),
+    pytest.param("googlenet", arch.googlenet, 32, id="googlenet"),
+    pytest.param("inception_v3", arch.inception_v3, 75, id="inception_v3"),
+    pytest.param("vgg16_bn", arch.vgg16_bn, 32, id="vgg16_bn", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("name", "factory", "size"), CASES)
+def test_architecture_converts_exactly_and_simulates(name, factory, size) -> None:
+    torch.manual_seed(0)
+    model = factory(num_classes=10).eval()
+    x = torch.rand(8, 3, size, size)
+    arch.recalibrate_batchnorm(model, x)
+    config = snnconv.Config(device="cpu", batch_size=8)
+    snn = snnconv.convert(model, x, config)
+    kinds = {n.op.kind for n in snn.graph.nodes}
+    if name.startswith("resnet"):
+        assert {"Add", "Scale"} <= kinds
+    if name in ("googlenet", "inception_v3"):
+        assert "Concat" in kinds
+    with torch.no_grad():
+        expected = model(x)
+    # Folding and normalization are exact in real arithmetic; in float32 the error of a deep
+    # net is of the order of float32's own (Inception-v3's fp32 output differs from its fp64
+    # output by 2e-4 of the output range), so the tolerance is relative to that range.
+    atol = 1e-3 * float(expected.abs().max())
+    torch.testing.assert_close(run_graph(snn.graph, x)[0], expected, rtol=0, atol=atol)
+    result = snnconv.evaluate(snn, TensorDataset(x, expected.argmax(1)), 4, config)
+    assert result.ann_top1 == 1.0
+    assert len(result.snn_top1) == 4
+    assert all(layer["mean_rate"] >= 0 for layer in result.layers)
