@@ -154,6 +154,12 @@ def _add_data_options(p: argparse.ArgumentParser, evaluation: bool) -> None:
         metavar="S",
         help="per-channel std divided by after subtracting --mean",
     )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="imagefolder datasets: resize the shorter side to N and centre-crop N×N",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -269,6 +275,11 @@ def _progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
+def _image_size(args: argparse.Namespace, spec: str) -> int | None:
+    """``--image-size`` applies to image folders only."""
+    return args.image_size if spec.startswith("imagefolder:") else None
+
+
 def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> tuple[Any, dict]:
     from snnconv.data import calibration_subset, dataset_name, has_train_split, load_dataset
 
@@ -286,7 +297,14 @@ def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> 
             )
     elif not has_train_split(spec):
         split = "test"
-    data = load_dataset(spec, split, data_dir=args.data_dir, mean=args.mean, std=args.std)
+    data = load_dataset(
+        spec,
+        split,
+        data_dir=args.data_dir,
+        mean=args.mean,
+        std=args.std,
+        image_size=_image_size(args, spec),
+    )
     subset = calibration_subset(data, config.calibration_samples, seed=config.seed)
     info = {
         "dataset": dataset_name(spec),
@@ -324,6 +342,7 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) ->
         limit=args.limit,
         mean=args.mean,
         std=args.std,
+        image_size=_image_size(args, args.dataset),
     )
     result = snnconv.evaluate(network, data, args.timesteps, config, progress=_progress(args))
     result.dataset = dataset_name(args.dataset)
