@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch; override with TORCH_CONSTRAINT= to use your own.
+# Pins (the CPU build of PyTorch, linter versions); TORCH_CONSTRAINT= keeps your own torch.
 TORCH_CONSTRAINT ?= .ci/constraints.txt
 PIP_CONSTRAINT_ENV := $(if $(TORCH_CONSTRAINT),PIP_CONSTRAINT=$(abspath $(TORCH_CONSTRAINT)),)
 
