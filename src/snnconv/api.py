@@ -13,6 +13,7 @@ from snnconv.config import Config, MaxPoolMode
 from snnconv.errors import ConfigError, DataError, SnnconvError
 from snnconv.importers import import_torch
 from snnconv.ir import SPIKING_OPS, Graph
+from snnconv.metrics.diagnostics import LayerDiagnostics, spike_rates
 from snnconv.network import SpikingNetwork
 from snnconv.passes.calibrate import iterate_batches
 from snnconv.passes.pipeline import convert_graph
@@ -145,6 +146,7 @@ def evaluate(
     calibration: object | None = None,
     progress: bool = False,
     record_spikes: bool = True,
+    diagnostics: bool = False,
 ) -> EvaluationResult:
     """Measure ANN accuracy and SNN accuracy after every time step 1..T.
 
@@ -158,6 +160,9 @@ def evaluate(
         calibration: Calibration data when ``network`` is an ``nn.Module``.
         progress: Show a progress bar.
         record_spikes: Count spikes per layer and step (for firing rates).
+        diagnostics: Also compare every neuron's rate with its normalized ANN
+            activation: per-layer Pearson correlation, silent and saturated
+            fractions (costs one capture of all activations per batch).
 
     Returns:
         An :class:`EvaluationResult`.
@@ -194,15 +199,27 @@ def evaluate(
         bar = tqdm(
             total=total, disable=not progress, unit="sample", desc=f"simulating T={timesteps}"
         )
+        layer_stats = {name: LayerDiagnostics() for name in network.spiking_layers}
         for index, (x, y) in enumerate(batches):
             x = x.to(device, torch.float32)
             y = y.to(device)
-            out, _ = run_graph(ann, x)
+            capture = network.spiking_layers if diagnostics else ()
+            out, activations = run_graph(ann, x, capture=capture)
             ranks = out.topk(min(5, out.shape[-1]), dim=-1).indices
             hits = ranks == y[:, None]
             ann1 += int(hits[:, 0].sum())
             ann5 += int(hits.any(-1).sum())
-            res = sim.run(x, y, timesteps, record_spikes=record_spikes, batch_index=index)
+            res = sim.run(
+                x,
+                y,
+                timesteps,
+                record_spikes=record_spikes,
+                batch_index=index,
+                record_rates=diagnostics,
+            )
+            for name, neuron_spikes in res.totals.items():
+                rates = spike_rates(neuron_spikes, timesteps)
+                layer_stats[name].update(activations[name], rates)
             snn1 += res.correct_top1
             snn5 += res.correct_top5
             for name, counts in res.spikes.items():
@@ -230,6 +247,13 @@ def evaluate(
                     "mean_rate": spike_total / (neurons * n * timesteps),
                 }
             )
+            if diagnostics:
+                d = layer_stats[node.name]
+                layers[-1].update(
+                    silent_fraction=d.silent_fraction,
+                    saturated_fraction=d.saturated_fraction,
+                    correlation=d.correlation,
+                )
     info = network.info
     return EvaluationResult(
         ann_top1=ann1 / n,

@@ -54,6 +54,8 @@ class BatchResult:
         correct_top1: ``[T]`` count of samples whose top-1 class is right after each step.
         correct_top5: ``[T]`` the same for top-5.
         spikes: ``{IF node name: [T] total spikes in that layer at each step}``.
+        totals: ``{IF node name: [B, ...] spikes of each neuron over all steps}``
+            (signed for sign units; only with ``record_rates``).
         output: ``[B, C]`` accumulated output potential after the last step.
     """
 
@@ -61,6 +63,7 @@ class BatchResult:
     correct_top5: Tensor
     spikes: dict[str, Tensor] = field(default_factory=dict)
     output: Tensor | None = None
+    totals: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Simulator:
@@ -119,6 +122,7 @@ class Simulator:
         timesteps: int,
         record_spikes: bool = True,
         batch_index: int = 0,
+        record_rates: bool = False,
     ) -> BatchResult:
         """Simulate ``timesteps`` steps on batch ``x`` with labels ``y``.
 
@@ -127,6 +131,7 @@ class Simulator:
             y: Labels ``[B]``.
             timesteps: T.
             record_spikes: Count spikes per IF layer and step.
+            record_rates: Also sum each neuron's spikes over all steps.
             batch_index: Position of the batch in its dataset; Poisson input
                 for it is drawn from a generator seeded with (seed, batch_index),
                 so results do not depend on which batches ran before.
@@ -164,6 +169,10 @@ class Simulator:
         potential = torch.zeros((batch, classes), device=self.device)
         correct1 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
         correct5 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
+        totals = {
+            n.name: torch.zeros_like(membranes[n.name])
+            for n in (self.neurons if record_rates else [])
+        }
         spike_counts = {
             n.name: torch.zeros(timesteps, device=self.device)
             for n in (self.neurons if record_spikes else [])
@@ -172,7 +181,7 @@ class Simulator:
         for start in range(0, timesteps, self.chunk):
             k = min(self.chunk, timesteps - start)
             views = {name: c[start : start + k] for name, c in spike_counts.items()}
-            values = self._chunk(x, static, membranes, gates, k, start, views)
+            values = self._chunk(x, static, membranes, gates, k, start, views, totals)
             current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
             # Accumulate step by step in float32 (not cumsum, whose summation order differs):
             # the readout is then bit-identical for every chunk size.
@@ -188,7 +197,7 @@ class Simulator:
             correct1[start : start + k] += hits[..., 0].sum(1)
             correct5[start : start + k] += hits.any(-1).sum(1)
 
-        return BatchResult(correct1, correct5, spike_counts, potential)
+        return BatchResult(correct1, correct5, spike_counts, potential, totals)
 
     def _spike_scores(
         self,
@@ -244,6 +253,7 @@ class Simulator:
         k: int,
         start: int,
         spike_counts: dict[str, Tensor],
+        totals: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
         ``spike_counts`` (``[k]`` views). Returns the blocks still live (the output's)."""
@@ -266,6 +276,8 @@ class Simulator:
                 if node.name in spike_counts:
                     events = spikes.abs() if two_sided else spikes
                     spike_counts[node.name] += events.reshape(k, -1).sum(1)
+                if node.name in totals:
+                    totals[node.name] += spikes.sum(0)
                 values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
             elif node.name in gates:
                 spikes_in = values[node.inputs[0]]
