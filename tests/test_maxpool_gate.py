@@ -73,3 +73,23 @@ def test_gate_rate_converges_to_max_rate() -> None:
     spikes = (torch.rand(steps, 1, 1, 2, 2) < rates.reshape(1, 1, 1, 2, 2)).float()
     out = g.scan(spikes)
     assert out.mean().item() == pytest.approx(0.7, abs=0.03)
+
+
+def test_count_gate_is_unbiased_for_alternating_inputs() -> None:
+    # a fires on odd steps, b on even steps: both at rate 1/2. Passing the current leader's
+    # spike would fire every step (rate 1); selecting on past counts only would never fire.
+    trains = [(1, 0), (0, 1)] * 8
+    out = run(gate(), trains)
+    assert sum(out) == 8
+    assert out == [1, 0] * 8
+
+
+def test_count_gate_output_count_is_the_largest_input_count() -> None:
+    torch.manual_seed(1)
+    g = MaxPoolGate(MaxPool2d((2, 2), (2, 2)), (2, 3, 4, 4), torch.device("cpu"))
+    spikes = (torch.rand(50, 2, 3, 4, 4) < 0.3).float()
+    out = g.scan(spikes)
+    counts = spikes.cumsum(0)
+    lead = torch.nn.functional.max_pool2d(counts.reshape(-1, 4, 4), 2).reshape(50, 2, 3, 2, 2)
+    assert torch.equal(out.cumsum(0), lead)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
