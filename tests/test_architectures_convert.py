@@ -43,3 +43,21 @@ def test_architecture_converts_exactly_and_simulates(name, factory, size) -> Non
     assert result.ann_top1 == 1.0
     assert len(result.snn_top1) == 4
     assert all(layer["mean_rate"] >= 0 for layer in result.layers)
+
+
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+def test_resnet20_fidelity_without_trained_weights() -> None:
+    """Random weights, batch-norm statistics from real images: at T = 512 every layer's rates
+    follow the normalized ANN (correlation ≥ 0.9) and confident predictions agree."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fidelity import fidelity
+
+    report = fidelity("resnet20", timesteps=512, images=16, calibration=200)
+    assert report["min_correlation"] >= 0.9, report["layers"]
+    assert report["agreement_above_median_margin"] == 1.0
