@@ -23,20 +23,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torch.utils.data import Subset
 
 import snnconv
-from common import REFERENCE_NETS, fashion_mnist, reference_net
+from common import fashion_mnist, reference_net
 
 VARIANTS = {
     "p99.9-subtract": {"percentile": 99.9, "reset": "subtract"},
     "p100-subtract": {"percentile": 100.0, "reset": "subtract"},
     "p99.9-zero": {"percentile": 99.9, "reset": "zero"},
     "p99.9-subtract-vinit0.5": {"percentile": 99.9, "reset": "subtract", "v_init": 0.5},
+    "p99.9-maxpool-as-avgpool": {"percentile": 99.9, "reset": "subtract", "maxpool": "average"},
 }
 STEPS = (8, 16, 32, 64, 128, 256)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nets", nargs="+", default=list(REFERENCE_NETS))
+    parser.add_argument("--nets", nargs="+", default=["lenet_avg", "vgg_bn"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:3])
     parser.add_argument("--timesteps", type=int, default=256)
     parser.add_argument("--limit", type=int, help="first N test images (default: all 10,000)")
@@ -60,6 +61,7 @@ def main() -> None:
             results.setdefault(name, {})[variant] = {
                 "num_samples": res.num_samples,
                 "ann_top1": res.ann_top1,
+                "warnings": res.warnings,
                 "snn_top1": res.snn_top1,
                 "seconds": time.perf_counter() - start,
                 "layers": res.layers,

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import snnconv
-from common import REFERENCE_NETS, fashion_mnist, median_time, reference_net
+from common import fashion_mnist, median_time, reference_net
 from snnconv.sim.reference import run_graph
 from snnconv.sim.simulator import Simulator
 
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--memory-batch", type=int, default=64)
-    parser.add_argument("--nets", nargs="+", default=list(REFERENCE_NETS))
+    parser.add_argument("--nets", nargs="+", default=["lenet_avg", "vgg_bn"])
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/bench_sim.json"))
     parser.add_argument("--memory-child", nargs=3, metavar=("NET", "T", "BATCH"))
     args = parser.parse_args()

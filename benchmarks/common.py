@@ -18,6 +18,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: Reference nets of the design notes: name -> (builder, weights file).
 REFERENCE_NETS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "lenet_avg": (lambda: zoo.lenet("avg"), "lenet_avg.safetensors"),
+    "lenet_max": (lambda: zoo.lenet("max"), "lenet_max.safetensors"),
     "vgg_bn": (zoo.vgg_small, "vgg_bn.safetensors"),
 }
 
