@@ -247,28 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from snnconv.config import Config, MaxPoolMode
-    from snnconv.ir import InputEncoding, RateEstimator, Readout, ResetMode
+    """The Config of the options this command has (its argparse dests are Config's field
+    names; options it lacks keep their defaults)."""
+    import dataclasses
 
-    return Config(
-        percentile=getattr(args, "percentile", 99.9),
-        reset=ResetMode(getattr(args, "reset", "subtract")),
-        input_encoding=InputEncoding(getattr(args, "input_encoding", "analog")),
-        v_init=getattr(args, "v_init", 0.0),
-        calibration_samples=getattr(args, "calibration_samples", 1000),
-        batch_size=args.batch_size,
-        device=args.device,
-        threads=args.threads,
-        seed=args.seed,
-        chunk=args.chunk,
-        readout=Readout(getattr(args, "readout", "potential")),
-        maxpool=MaxPoolMode(getattr(args, "maxpool", "gate")),
-        rate_estimator=RateEstimator(getattr(args, "rate_estimator", "count")),
-        rate_window=getattr(args, "rate_window", 16),
-        rate_decay=getattr(args, "rate_decay", 0.9),
-        clamp_steps=getattr(args, "clamp_steps", 0),
-        binary_threshold=getattr(args, "binary_threshold", None),
-    )
+    from snnconv.config import Config
+
+    given = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)
+    }
+    return Config(**given)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -388,6 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from snnconv.config import Config
     from snnconv.importers.load import load_model
     from snnconv.network import SpikingNetwork
 
@@ -395,13 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if isinstance(model, SpikingNetwork):
         sim = _config(args)
         config = model.config.replace(
-            readout=sim.readout,
-            batch_size=sim.batch_size,
-            device=sim.device,
-            threads=sim.threads,
-            seed=sim.seed,
-            chunk=sim.chunk,
-            input_encoding=sim.input_encoding,
+            **{name: getattr(sim, name) for name in Config.SIMULATION_OPTIONS}
         )
         network = model
     else:

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -82,6 +82,17 @@ class Config:
     rate_decay: float = 0.9
     clamp_steps: int = 0
     binary_threshold: float | None = None
+
+    #: Options that affect only simulation: a saved network is re-simulated with new values.
+    SIMULATION_OPTIONS: ClassVar[tuple[str, ...]] = (
+        "input_encoding",
+        "readout",
+        "batch_size",
+        "device",
+        "threads",
+        "seed",
+        "chunk",
+    )
 
     def __post_init__(self) -> None:
         for name, kind in _ENUM_FIELDS.items():

@@ -291,14 +291,31 @@ def adaptive_max_pool_op(
     return MaxPool2d(kernel, kernel)
 
 
-def channel_dims(b: GraphBuilder, node: torch.fx.Node, ndim: int, dims: Any) -> bool:
-    """Whether ``dims`` are exactly the two spatial axes of a 4-D tensor."""
-    if ndim != 4 or dims is None:
-        return False
-    normalized = sorted(
-        int(d) % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])
-    )
-    return normalized == [2, 3]
+def emit_global_pool(
+    b: GraphBuilder,
+    node: torch.fx.Node,
+    src: str,
+    in_shape: tuple[int, ...],
+    dims: Any,
+    keepdim: bool,
+    is_max: bool,
+) -> None:
+    """``mean``/``amax`` over both spatial axes as global pooling (+ a reshape unless keepdim)."""
+    from snnconv.ir import AdaptiveAvgPool2d, MaxPool2d, Reshape
+
+    ndim = len(in_shape)
+    axes = dims if isinstance(dims, (list, tuple)) else [dims]
+    if ndim != 4 or dims is None or sorted(int(d) % ndim for d in axes) != [2, 3]:
+        raise b.unsupported(
+            node,
+            "amax" if is_max else "mean",
+            "only a reduction over both spatial axes (global pooling) is supported",
+        )
+    h, w = in_shape[2:]
+    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
+    pooled = b.emit(node, op, [src], suffix="" if keepdim else "_pool")
+    if not keepdim:
+        b.emit(node, Reshape((in_shape[1],)), [pooled])
 
 
 def bounded_relu_op(b: GraphBuilder, node: torch.fx.Node, low: Any, high: Any) -> Op:

@@ -21,8 +21,8 @@ from snnconv.importers.torch_common import (
     avg_pool_op,
     batchnorm_op,
     bounded_relu_op,
-    channel_dims,
     conv2d_op,
+    emit_global_pool,
     max_pool_op,
 )
 from snnconv.ir import (
@@ -34,7 +34,6 @@ from snnconv.ir import (
     Dropout,
     Graph,
     Linear,
-    MaxPool2d,
     ReLU,
     Reshape,
     Softmax,
@@ -247,19 +246,9 @@ def convert_global_pool(
     keepdim: bool = False,
     **_: Any,
 ) -> None:
-    src = b.tensor_input(node, input)
     in_shape = _shape_from_val(node.args[0]) or ()
     is_max = node.target is aten.amax.default
-    what = "amax" if is_max else "mean"
-    if not channel_dims(b, node, len(in_shape), dim):
-        raise b.unsupported(
-            node, what, "only a reduction over both spatial axes (global pooling) is supported"
-        )
-    h, w = in_shape[2:]
-    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
-    pooled = b.emit(node, op, [src], suffix="" if keepdim else "_pool")
-    if not keepdim:
-        b.emit(node, Reshape((in_shape[1],)), [pooled])
+    emit_global_pool(b, node, b.tensor_input(node, input), in_shape, dim, keepdim, is_max)
 
 
 @ATEN_CONVERTERS.register(aten.cat.default)

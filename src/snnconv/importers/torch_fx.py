@@ -23,8 +23,8 @@ from snnconv.importers.torch_common import (
     avg_pool_op,
     batchnorm_op,
     bounded_relu_op,
-    channel_dims,
     conv2d_op,
+    emit_global_pool,
     max_pool_op,
 )
 from snnconv.ir import (
@@ -36,7 +36,6 @@ from snnconv.ir import (
     Dropout,
     Graph,
     Linear,
-    MaxPool2d,
     ReLU,
     Reshape,
     Softmax,
@@ -267,13 +266,7 @@ def convert_global_pool_function(b: GraphBuilder, node: torch.fx.Node, **kwargs:
     keepdim = bool(kwargs.get("keepdim", False))
     in_shape = b.shape_of(node.args[0]) or ()  # type: ignore[arg-type]
     is_max = node.target in (torch.amax, torch.Tensor.amax)
-    if not channel_dims(b, node, len(in_shape), dims):
-        raise b.unsupported(node, "mean/amax", "only global pooling over both spatial axes")
-    h, w = in_shape[2:]
-    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
-    pooled = b.emit(node, op, [x], suffix="" if keepdim else "_pool")
-    if not keepdim:
-        b.emit(node, Reshape((in_shape[1],)), [pooled])
+    emit_global_pool(b, node, x, in_shape, dims, keepdim, is_max)
 
 
 @FUNCTION_CONVERTERS.register(torch.sign, torch.Tensor.sign)
