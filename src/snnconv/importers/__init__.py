@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from snnconv.errors import SnnconvError
+from snnconv.importers.onnx_import import InputLayout, import_onnx
 from snnconv.importers.torch_common import eval_mode
 from snnconv.importers.torch_export import import_exported_program
 from snnconv.importers.torch_fx import import_fx
@@ -16,7 +17,7 @@ from snnconv.ir import Graph
 
 log = logging.getLogger(__name__)
 
-__all__ = ["import_exported_program", "import_fx", "import_torch"]
+__all__ = ["InputLayout", "import_exported_program", "import_fx", "import_onnx", "import_torch"]
 
 
 def import_torch(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Graph:

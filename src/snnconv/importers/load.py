@@ -1,9 +1,10 @@
-"""Load a model named on the command line: ``.pt2``, ``MODULE:FACTORY``, or a saved network.
+"""Load a model named on the command line: ``.pt2``, ``.onnx``, ``MODULE:FACTORY``, or a saved
+network.
 
 Nothing here unpickles untrusted data: ``.pt2`` archives are checked so that
 every pickled member loads with ``torch.load(weights_only=True)`` before
-``torch.export.load`` reads them, and checkpoints load with
-``weights_only=True`` or from safetensors.
+``torch.export.load`` reads them, checkpoints load with ``weights_only=True`` or
+from safetensors, and ONNX files are protocol buffers (no code).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from torch import nn
 from snnconv.errors import ModelLoadError
 from snnconv.exporters.saved import is_saved_network
 from snnconv.exporters.saved import load as load_saved
+from snnconv.ir import Graph
 from snnconv.network import SpikingNetwork
 
 MODEL_FORMS = (
     "a .pt2 file saved with torch.export.save",
+    "a .onnx file (opset 11 or newer; Keras models through tf2onnx)",
     "MODULE:FACTORY (an importable callable returning the nn.Module) with --weights FILE",
     "a directory written by `snnconv convert` or `snnconv run`",
 )
@@ -157,12 +161,29 @@ def load_factory(spec: str, weights: str | os.PathLike[str] | None) -> nn.Module
 
 
 def load_model(
-    spec: str, weights: str | os.PathLike[str] | None = None
-) -> nn.Module | torch.export.ExportedProgram | SpikingNetwork:
+    spec: str,
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    input_layout: str = "auto",
+    input_shape: Sequence[int] | None = None,
+) -> nn.Module | torch.export.ExportedProgram | SpikingNetwork | Graph:
     """Resolve a command-line MODEL argument.
+
+    Args:
+        spec: The MODEL argument (see ``MODEL_FORMS``).
+        weights: A checkpoint for ``MODULE:FACTORY`` models.
+        input_layout: ``.onnx`` only: ``auto``, ``nchw`` or ``nhwc`` (see
+            :class:`~snnconv.importers.onnx_import.InputLayout`).
+        input_shape: ``.onnx`` only: one sample's ``C, H, W`` where the model's input
+            dimensions are dynamic.
+
+    Returns:
+        An ``nn.Module``, an ``ExportedProgram``, an imported graph (``.onnx``) or a
+        saved spiking network; ``snnconv.convert`` accepts the first three.
 
     Raises:
         ModelLoadError: unknown form, missing file, unsafe or unreadable contents.
+        UnsupportedOpError: an ONNX op, opset or attribute that cannot be converted.
     """
     path = Path(spec)
     if path.is_dir():
@@ -176,10 +197,15 @@ def load_model(
     if path.suffix == ".pt2":
         return load_pt2(path)
     if path.suffix == ".onnx":
-        raise ModelLoadError(
-            f"{path}: ONNX import is not available in this version of snnconv; export the "
-            "model from PyTorch with torch.export.save instead"
-        )
+        if weights is not None:
+            raise ModelLoadError("--weights applies to MODULE:FACTORY models, not .onnx files")
+        try:
+            from snnconv.importers.onnx_import import import_onnx
+        except ImportError as error:  # pragma: no cover - depends on the installation
+            raise ModelLoadError(
+                f"reading {path} needs the onnx package: pip install 'snnconv[onnx]' ({error})"
+            ) from error
+        return import_onnx(path, input_layout=input_layout, input_shape=input_shape)
     if path.suffix in (".pt", ".pth", ".safetensors", ".ckpt", ".bin"):
         raise ModelLoadError(
             f"{path} is a checkpoint, not a model: give the architecture as MODULE:FACTORY and "
