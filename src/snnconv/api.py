@@ -113,7 +113,14 @@ def convert(
             "accuracy reported is that of the replaced network",
         ]
     meta["stats"] = {
-        name: {"scale": s.scale, "max": s.max, "positive": s.positive, "total": s.total}
+        name: {
+            "scale": s.scale,
+            "max": s.max,
+            "positive": s.positive,
+            "total": s.total,
+            "percentile": config.percentile,
+            "histogram": s.histogram,
+        }
         for name, s in stats.items()
     }
     return SpikingNetwork(spiking, config, meta)
@@ -136,6 +143,10 @@ def _labelled_batches(data: object, batch_size: int) -> Any:
         yield x, torch.as_tensor(y).long()
 
 
+#: Rate-vs-activation pairs kept per layer for scatter plots.
+SCATTER_SAMPLES = 2000
+
+
 @torch.no_grad()
 def evaluate(
     network: SpikingNetwork | nn.Module,
@@ -148,7 +159,15 @@ def evaluate(
     record_spikes: bool = True,
     diagnostics: bool = False,
 ) -> EvaluationResult:
-    """Measure ANN accuracy and SNN accuracy after every time step 1..T.
+    """Measure ANN accuracy and SNN accuracy after every time step 1..T, and what they cost.
+
+    With ``record_spikes`` the result also holds exact operation counts
+    (:mod:`snnconv.metrics.operations`): the ANN's MACs per layer, the SNN's
+    synaptic operations per source layer and step (spikes × fan-out, counted
+    inside the simulator's spike-count reduction), the one-off MACs of the
+    analog input pass, neuron updates, and from these the energy estimate
+    (``config.energy_ac_pj``, ``config.energy_mac_pj``) and the
+    error-vs-operations milestones.
 
     Args:
         network: A converted :class:`SpikingNetwork`, or an ``nn.Module``
@@ -156,17 +175,20 @@ def evaluate(
         data: Labelled evaluation data: a Dataset or DataLoader of ``(x, y)``.
         timesteps: T, the number of simulated steps (≥ 1).
         config: Simulation options (device, batch size, chunk, seed, threads,
-            input encoding); defaults to the network's own config.
+            input encoding, energies); defaults to the network's own config.
         calibration: Calibration data when ``network`` is an ``nn.Module``.
         progress: Show a progress bar.
-        record_spikes: Count spikes per layer and step (for firing rates).
+        record_spikes: Count spikes and synaptic operations per layer and step.
         diagnostics: Also compare every neuron's rate with its normalized ANN
             activation: per-layer Pearson correlation, silent and saturated
-            fractions (costs one capture of all activations per batch).
+            fractions, and a sample of (activation, rate) pairs for scatter
+            plots (costs one capture of all activations per batch).
 
     Returns:
         An :class:`EvaluationResult`.
     """
+    from snnconv.metrics.operations import count_operations
+
     if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
         raise ConfigError(f"timesteps must be a positive integer, got {timesteps!r}")
     if not isinstance(network, SpikingNetwork):
@@ -178,6 +200,8 @@ def evaluate(
         network = convert(network, calibration, config, progress=progress)
     config = config or network.config
     device = config.resolved_device()
+    counts = count_operations(network.graph, config.input_encoding) if record_spikes else None
+    fan_out = {s.name: s.fan_out for s in counts.sources} if counts is not None else None
     start = time.perf_counter()
     with _threads(config.threads):
         sim = Simulator(
@@ -187,13 +211,20 @@ def evaluate(
             input_encoding=config.input_encoding,
             seed=config.seed,
             readout=config.readout,
+            fan_out=fan_out,
         )
         ann = sim.graph
         n = 0
         ann1 = ann5 = 0
         snn1 = torch.zeros(timesteps, dtype=torch.int64, device=device)
         snn5 = torch.zeros(timesteps, dtype=torch.int64, device=device)
-        spikes = {name: torch.zeros(timesteps, device=device) for name in network.spiking_layers}
+        spikes: dict[str, Tensor] = {}
+        sops: dict[str, Tensor] = {}
+        predictions: list[Tensor] = []
+        ann_predictions: list[Tensor] = []
+        labels: list[Tensor] = []
+        scatter: dict[str, tuple[Tensor, Tensor]] = {}
+        generator = torch.Generator().manual_seed(config.seed)
         batches = _labelled_batches(data, config.batch_size)
         total = len(data) if hasattr(data, "__len__") and not hasattr(data, "batch_size") else None
         bar = tqdm(
@@ -220,40 +251,74 @@ def evaluate(
             for name, neuron_spikes in res.totals.items():
                 rates = spike_rates(neuron_spikes, timesteps)
                 layer_stats[name].update(activations[name], rates)
+                if name not in scatter:
+                    scatter[name] = _scatter_sample(activations[name], rates, generator)
             snn1 += res.correct_top1
             snn5 += res.correct_top5
-            for name, counts in res.spikes.items():
-                spikes[name] += counts
+            for name, step_counts in {**res.spikes, **res.events}.items():
+                _accumulate(spikes, name, step_counts)
+            for name, step_sops in res.sops.items():
+                _accumulate(sops, name, step_sops)
+            if res.predictions is not None:
+                predictions.append(res.predictions.cpu())
+            ann_predictions.append(ranks[:, 0].cpu())
+            labels.append(y.cpu())
             n += x.shape[0]
             bar.update(x.shape[0])
         bar.close()
     if n == 0:
         raise DataError("evaluation data is empty: pass at least one labelled sample")
     seconds = time.perf_counter() - start
+    per_sample = {name: (c / n).tolist() for name, c in spikes.items()}
+    sops_per_source = {name: (c / n).tolist() for name, c in sops.items()}
+    cumulative = torch.zeros(timesteps, dtype=torch.float64)
+    for c in sops.values():
+        cumulative += c.cpu() / n
+    cumulative = cumulative.cumsum(0)
+    stats = network.info.get("stats", {})
     layers = []
     for node in network.graph.nodes:
         if isinstance(node.op, SPIKING_OPS):
             neurons = 1
             for d in node.meta.get("shape", ()):
                 neurons *= int(d)
-            spike_total = float(spikes[node.name].sum()) if record_spikes else float("nan")
-            layers.append(
-                {
-                    "name": node.name,
-                    "op": node.op.kind,
-                    "source": node.source,
-                    "neurons": neurons,
-                    "scale": float(node.meta.get("scale", 1.0)),
-                    "mean_rate": spike_total / (neurons * n * timesteps),
-                }
-            )
+            spike_total = float(sum(per_sample[node.name])) if node.name in per_sample else None
+            layer: dict[str, Any] = {
+                "name": node.name,
+                "op": node.op.kind,
+                "source": node.source,
+                "neurons": neurons,
+                "scale": float(node.meta.get("scale", 1.0)),
+                "mean_rate": (
+                    spike_total / (neurons * timesteps) if spike_total is not None else float("nan")
+                ),
+            }
+            if node.name in stats:
+                layer["activation_max"] = float(stats[node.name].get("max", float("nan")))
+            if node.name in sops_per_source:
+                layer["sops_per_sample"] = float(sum(sops_per_source[node.name]))
+            if counts is not None:
+                source = next((s for s in counts.sources if s.name == node.name), None)
+                if source is not None:
+                    layer["fan_out_mean"] = float(source.fan_out.mean())
             if diagnostics:
                 d = layer_stats[node.name]
-                layers[-1].update(
+                layer.update(
                     silent_fraction=d.silent_fraction,
                     saturated_fraction=d.saturated_fraction,
                     correlation=d.correlation,
                 )
+            layers.append(layer)
+    arrays: dict[str, Tensor] = {"labels": torch.cat(labels).to(torch.int64)}
+    arrays["ann_predictions"] = torch.cat(ann_predictions).to(torch.int64)
+    if predictions:
+        arrays["predictions"] = torch.cat(predictions).to(torch.int64)
+    for name, (a, r) in scatter.items():
+        arrays[f"scatter/{name}/activation"] = a
+        arrays[f"scatter/{name}/rate"] = r
+    for name, s in stats.items():
+        if s.get("histogram"):
+            arrays[f"histogram/{name}"] = torch.tensor(s["histogram"], dtype=torch.int64)
     info = network.info
     return EvaluationResult(
         ann_top1=ann1 / n,
@@ -269,7 +334,37 @@ def evaluate(
         calibration=dict(info.get("calibration", {})),
         layers=layers,
         warnings=list(info.get("warnings", [])),
+        ann_macs={k: float(v) for k, v in counts.ann_macs.items()} if counts else {},
+        ann_other_ops={k: float(v) for k, v in counts.ann_other.items()} if counts else {},
+        input_macs={k: float(v) for k, v in counts.input_macs.items()} if counts else {},
+        sops=cumulative.tolist() if counts else [],
+        sops_per_source=sops_per_source,
+        spikes_per_step=per_sample,
+        neuron_updates=(
+            {k: float(v) for k, v in counts.neuron_updates(timesteps).items()} if counts else {}
+        ),
+        arrays=arrays,
     )
+
+
+def _accumulate(into: dict[str, Tensor], name: str, values: Tensor) -> None:
+    """Add one batch's per-step counts into float64 totals."""
+    if name in into:
+        into[name] += values.double()
+    else:
+        into[name] = values.double().clone()
+
+
+def _scatter_sample(
+    activation: Tensor, rate: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """A seeded sample of (normalized activation, rate) pairs of one batch, for scatter plots."""
+    a = activation.reshape(-1).float().cpu()
+    r = rate.reshape(-1).float().cpu()
+    if a.numel() > SCATTER_SAMPLES:
+        index = torch.randperm(a.numel(), generator=generator)[:SCATTER_SAMPLES]
+        a, r = a[index], r[index]
+    return a.contiguous(), r.contiguous()
 
 
 __all__ = ["SnnconvError", "convert", "evaluate"]

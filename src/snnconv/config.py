@@ -63,6 +63,11 @@ class Config:
             normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
             clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
             V > 0 for all practical inputs, as H(z) = [z > 0] requires.
+        energy_ac_pj: Energy of one synaptic accumulate (SOP) for the energy
+            estimate, in pJ (default 0.9: a 32-bit float add in 45 nm CMOS,
+            Horowitz 2014).
+        energy_mac_pj: Energy of one multiply-accumulate, in pJ (default 4.6: a
+            32-bit float multiply + add in 45 nm CMOS).
     """
 
     percentile: float = 99.9
@@ -82,8 +87,11 @@ class Config:
     rate_decay: float = 0.9
     clamp_steps: int = 0
     binary_threshold: float | None = None
+    energy_ac_pj: float = 0.9
+    energy_mac_pj: float = 4.6
 
-    #: Options that affect only simulation: a saved network is re-simulated with new values.
+    #: Options that affect only simulation and reporting: a saved network is re-simulated
+    #: with new values.
     SIMULATION_OPTIONS: ClassVar[tuple[str, ...]] = (
         "input_encoding",
         "readout",
@@ -92,6 +100,8 @@ class Config:
         "threads",
         "seed",
         "chunk",
+        "energy_ac_pj",
+        "energy_mac_pj",
     )
 
     def __post_init__(self) -> None:
@@ -109,6 +119,10 @@ class Config:
             raise ConfigError(f"rate_decay must be in (0, 1), got {self.rate_decay}")
         if self.binary_threshold is not None and not self.binary_threshold > 0:
             raise ConfigError(f"binary_threshold must be positive, got {self.binary_threshold}")
+        for name in ("energy_ac_pj", "energy_mac_pj"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite energy >= 0 (pJ), got {value}")
         if self.clamp_steps < 0:
             raise ConfigError(f"clamp_steps must be >= 0, got {self.clamp_steps}")
         if not (0 < self.percentile <= 100) or math.isnan(self.percentile):

@@ -54,6 +54,11 @@ class BatchResult:
         correct_top1: ``[T]`` count of samples whose top-1 class is right after each step.
         correct_top5: ``[T]`` the same for top-5.
         spikes: ``{IF node name: [T] total spikes in that layer at each step}``.
+        sops: ``{spike source: [T] synaptic operations its events triggered at each
+            step}`` (float64; only for sources given a fan-out map).
+        events: ``{gate or Poisson input: [T] events at each step}`` (the spike
+            sources that are not spiking layers; only with a fan-out map).
+        predictions: ``[B]`` top-1 class after the last step.
         totals: ``{IF node name: [B, ...] spikes of each neuron over all steps}``
             (signed for sign units; only with ``record_rates``).
         output: ``[B, C]`` accumulated output potential after the last step.
@@ -64,6 +69,9 @@ class BatchResult:
     spikes: dict[str, Tensor] = field(default_factory=dict)
     output: Tensor | None = None
     totals: dict[str, Tensor] = field(default_factory=dict)
+    sops: dict[str, Tensor] = field(default_factory=dict)
+    events: dict[str, Tensor] = field(default_factory=dict)
+    predictions: Tensor | None = None
 
 
 class Simulator:
@@ -75,6 +83,11 @@ class Simulator:
         chunk: Steps per layer call (K); None for the device's default.
         input_encoding: Analog (constant current) or Poisson input.
         seed: Seed of the Poisson generator.
+        readout: How the output layer ranks the classes.
+        fan_out: ``{spike source: [*shape] fan-out of each neuron}`` (see
+            :mod:`snnconv.metrics.operations`): the synaptic operations of each
+            source's events are counted per step (events weighted by fan-out,
+            inside the spike-count reduction).
     """
 
     def __init__(
@@ -86,6 +99,7 @@ class Simulator:
         input_encoding: InputEncoding = InputEncoding.ANALOG,
         seed: int = 0,
         readout: Readout = Readout.POTENTIAL,
+        fan_out: dict[str, Tensor] | None = None,
     ):
         self.device = torch.device(device)
         self.graph = graph_to(graph, self.device)
@@ -113,6 +127,10 @@ class Simulator:
             n for n in self.graph.nodes if isinstance(n.op, MaxPool2d) and n.name not in self.static
         ]
         self.neurons = [n for n in self.graph.nodes if isinstance(n.op, SPIKING_OPS)]
+        self.fan_out = {
+            name: f.reshape(-1).to(self.device, torch.float64)
+            for name, f in (fan_out or {}).items()
+        }
 
     @torch.no_grad()
     def run(
@@ -130,7 +148,8 @@ class Simulator:
             x: Input batch ``[B, *input_shape]``.
             y: Labels ``[B]``.
             timesteps: T.
-            record_spikes: Count spikes per IF layer and step.
+            record_spikes: Count spikes per IF layer and step (and synaptic operations
+                per source and step, for the sources with a fan-out map).
             record_rates: Also sum each neuron's spikes over all steps.
             batch_index: Position of the batch in its dataset; Poisson input
                 for it is drawn from a generator seeded with (seed, batch_index),
@@ -177,11 +196,24 @@ class Simulator:
             n.name: torch.zeros(timesteps, device=self.device)
             for n in (self.neurons if record_spikes else [])
         }
+        counted = self.fan_out if record_spikes else {}
+        sop_counts = {
+            name: torch.zeros(timesteps, dtype=torch.float64, device=self.device)
+            for name in counted
+        }
+        event_counts = {
+            name: torch.zeros(timesteps, device=self.device)
+            for name in counted
+            if name not in spike_counts
+        }
+        predictions = torch.zeros(batch, dtype=torch.int64, device=self.device)
 
         for start in range(0, timesteps, self.chunk):
             k = min(self.chunk, timesteps - start)
             views = {name: c[start : start + k] for name, c in spike_counts.items()}
-            values = self._chunk(x, static, membranes, gates, k, start, views, totals)
+            views.update({name: c[start : start + k] for name, c in event_counts.items()})
+            sop_views = {name: c[start : start + k] for name, c in sop_counts.items()}
+            values = self._chunk(x, static, membranes, gates, k, start, views, totals, sop_views)
             current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
             # Accumulate step by step in float32 (not cumsum, whose summation order differs):
             # the readout is then bit-identical for every chunk size.
@@ -196,8 +228,18 @@ class Simulator:
             hits = ranks == y.view(1, batch, 1)
             correct1[start : start + k] += hits[..., 0].sum(1)
             correct5[start : start + k] += hits.any(-1).sum(1)
+            predictions = ranks[-1, :, 0]
 
-        return BatchResult(correct1, correct5, spike_counts, potential, totals)
+        return BatchResult(
+            correct1,
+            correct5,
+            spike_counts,
+            potential,
+            totals,
+            sop_counts,
+            event_counts,
+            predictions,
+        )
 
     def _spike_scores(
         self,
@@ -254,9 +296,12 @@ class Simulator:
         start: int,
         spike_counts: dict[str, Tensor],
         totals: dict[str, Tensor],
+        sop_counts: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
-        ``spike_counts`` (``[k]`` views). Returns the blocks still live (the output's)."""
+        ``spike_counts`` and each spike source's synaptic operations per step to
+        ``sop_counts`` (``[k]`` views). Returns the blocks still live (the output's)."""
+        sop_counts = sop_counts or {}
         values: dict[str, Tensor] = {}
         for i, node in enumerate(self.graph.nodes):
             if node.name in self.static:
@@ -264,6 +309,8 @@ class Simulator:
             op = node.op
             if isinstance(op, Input):
                 values[node.name] = self._poisson(x, k)
+                if node.name in sop_counts:
+                    self._count(node.name, values[node.name].abs(), k, spike_counts, sop_counts)
             elif isinstance(op, (IFNeuron, BinaryNeuron)):
                 src = node.inputs[0]
                 v = membranes[node.name]
@@ -273,7 +320,10 @@ class Simulator:
                 spikes = if_scan(
                     v, z, op.threshold, op.reset, k, constant, op.hold_steps - start, two_sided
                 )
-                if node.name in spike_counts:
+                if node.name in sop_counts:
+                    events = spikes.abs() if two_sided else spikes
+                    self._count(node.name, events, k, spike_counts, sop_counts)
+                elif node.name in spike_counts:
                     events = spikes.abs() if two_sided else spikes
                     spike_counts[node.name] += events.reshape(k, -1).sum(1)
                 if node.name in totals:
@@ -283,6 +333,8 @@ class Simulator:
                 spikes_in = values[node.inputs[0]]
                 pooled = gates[node.name].scan(spikes_in.reshape(k, -1, *spikes_in.shape[1:]))
                 values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
+                if node.name in sop_counts:
+                    self._count(node.name, pooled.abs(), k, spike_counts, sop_counts)
             else:
                 values[node.name] = op.apply(
                     *(self._block(n, values, static, k) for n in node.inputs)
@@ -291,6 +343,25 @@ class Simulator:
                 if self.last_use[name] == i:
                     values.pop(name, None)
         return values
+
+    def _count(
+        self,
+        name: str,
+        events: Tensor,
+        k: int,
+        spike_counts: dict[str, Tensor],
+        sop_counts: dict[str, Tensor],
+    ) -> None:
+        """Add ``events`` (``k`` steps of one source, batch-major within a step) to the
+        step's event count and, weighted by each neuron's fan-out, to its SOP count.
+
+        The events are first summed over the batch (exact in float32: at most B per
+        neuron); the weighting is then one small float64 matrix-vector product per chunk.
+        """
+        fan_out = self.fan_out[name]
+        per_neuron = events.reshape(k, -1, fan_out.numel()).sum(1)
+        spike_counts[name] += per_neuron.sum(1)
+        sop_counts[name] += per_neuron.double() @ fan_out
 
     def _poisson(self, x: Tensor, steps: int) -> Tensor:
         """Poisson-encoded input spikes for ``steps`` steps: ±1 with probability min(|x|, 1)."""
