@@ -570,7 +570,7 @@ def convert_max_pool(
     x = b.materialize(inputs[0])
     _check_4d(b, x)
     kernel = _pair(kernel_shape, "kernel_shape")
-    stride = _pair(strides, "strides") if strides else kernel
+    stride = _pair(strides, "strides") if strides else (1, 1)  # ONNX default: 1
     padding = _window_padding(b, x, kernel, stride, dilations, pads, auto_pad)
     op = MaxPool2d(kernel, stride, padding, _pair(dilations, "dilations"), bool(ceil_mode))
     return b.emit(op, [x.name])
@@ -598,16 +598,17 @@ def convert_average_pool(
     x = _conv_input(b, inputs[0])
     if tuple(dilations) != (1, 1):
         raise b.unsupported("AveragePool(dilations>1)", "dilated average pooling")
-    if x.pad is not None and not count_include_pad:
+    own = any(_spatial_pads(b, pads)) or auto_pad in ("SAME_UPPER", "SAME_LOWER")
+    if x.pad is not None and own and not count_include_pad:
         raise b.unsupported(
-            "Pad + AveragePool(count_include_pad=0)",
-            f"the zeros of {x.pad_node} count in the average, which the pool's own padding "
-            "would exclude",
+            "Pad + AveragePool(pads, count_include_pad=0)",
+            f"the zeros of {x.pad_node} count in the average but the pool's own padding "
+            "does not; one AvgPool2d cannot do both",
         )
     kernel = _pair(kernel_shape, "kernel_shape")
-    stride = _pair(strides, "strides") if strides else kernel
+    stride = _pair(strides, "strides") if strides else (1, 1)  # ONNX default: 1
     include = bool(count_include_pad) or x.pad is not None
-    padding = _window_padding(b, x, kernel_shape, stride, (1, 1), pads, auto_pad)
+    padding = _window_padding(b, x, kernel, stride, (1, 1), pads, auto_pad)
     op = AvgPool2d(kernel, stride, padding, bool(ceil_mode), include)
     return b.emit(op, [x.name])
 
