@@ -281,3 +281,16 @@ def test_milestones_and_energy_by_hand() -> None:
     energy = EnergyModel().estimate({"fc": 1000.0}, {"s": 800.0}, {"c": 100.0})
     assert energy["ann_pj_per_sample"] == pytest.approx(4600.0)
     assert energy["snn_pj_per_sample"] == pytest.approx(800 * 0.9 + 100 * 4.6)
+
+
+def test_fan_out_is_computed_under_no_grad() -> None:
+    g = _graph(
+        [
+            Node("x", Input((4,))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("fc", Linear(torch.ones(3, 4)), ("s",)),
+        ]
+    )
+    with torch.no_grad():
+        (s,) = count_operations(g).sources
+    assert torch.equal(s.fan_out, torch.full((4,), 3.0))

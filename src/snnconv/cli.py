@@ -179,6 +179,33 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("operations and report")
+    g.add_argument(
+        "--energy-ac",
+        dest="energy_ac_pj",
+        type=float,
+        default=0.9,
+        metavar="PJ",
+        help="energy of one synaptic accumulate in pJ for the energy estimate "
+        "(default: %(default)s, 32-bit float add, 45 nm)",
+    )
+    g.add_argument(
+        "--energy-mac",
+        dest="energy_mac_pj",
+        type=float,
+        default=4.6,
+        metavar="PJ",
+        help="energy of one multiply-accumulate in pJ (default: %(default)s, 32-bit float, 45 nm)",
+    )
+    g.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write DIR/report.html with the plots (needs matplotlib; default: on)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``snnconv``."""
     parser = argparse.ArgumentParser(
@@ -202,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conversion_options(run)
     _add_data_options(run, evaluation=True)
     _add_run_options(run)
+    _add_report_options(run)
 
     conv = sub.add_parser(
         "convert", help="convert and save the spiking network", description=model_help
@@ -223,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conversion_options(ev)
     _add_data_options(ev, evaluation=True)
     _add_run_options(ev)
+    _add_report_options(ev)
 
     demo = sub.add_parser("demo", help="convert a small CNN trained on Fashion-MNIST, end to end")
     demo.add_argument(
@@ -243,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data-dir", metavar="DIR", help="where the Fashion-MNIST files are")
     _add_run_options(demo)
+    _add_report_options(demo)
+
+    report = sub.add_parser(
+        "report",
+        help="rebuild DIR/report.html from DIR/results.json and DIR/arrays.safetensors",
+        description="Rebuild the HTML report of a run directory (written by run, evaluate "
+        "or demo) from its results.json and arrays.safetensors.",
+    )
+    report.add_argument("directory", metavar="DIR", help="a run's output directory")
+    report.add_argument(
+        "--out", metavar="FILE", help="where to write the page (default: DIR/report.html)"
+    )
     return parser
 
 
@@ -332,17 +373,37 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) ->
         std=args.std,
         image_size=_image_size(args, args.dataset),
     )
-    result = snnconv.evaluate(network, data, args.timesteps, config, progress=_progress(args))
+    result = snnconv.evaluate(
+        network, data, args.timesteps, config, progress=_progress(args), diagnostics=True
+    )
     result.dataset = dataset_name(args.dataset)
     result.model = str(network.info.get("model", args.model))
     print(result.table())
+    print(result.operations_summary())
     print(
         f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
         f"on {result.device}"
     )
-    result.to_json(out / "results.json")
-    print(f"wrote {out / 'results.json'}")
+    _write_results(args, result, out)
     return result
+
+
+def _write_results(args: argparse.Namespace, result: Any, out: Path) -> None:
+    """results.json and arrays.safetensors, then (if asked and possible) report.html."""
+    from snnconv.results import RESULTS_FILE
+
+    result.save(out)
+    print(f"wrote {out / RESULTS_FILE}")
+    if not args.report:
+        return
+    from snnconv.report import ReportError, write_report
+
+    try:
+        path = write_report(out)
+    except ReportError as error:
+        print(f"warning: no report.html: {error}", file=sys.stderr)
+        return
+    print(f"wrote {path}")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -430,24 +491,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
         f"{len(test)} test images for T={args.timesteps} steps..."
     )
-    result = snnconv.evaluate(network, test, args.timesteps, config, progress=_progress(args))
+    result = snnconv.evaluate(
+        network, test, args.timesteps, config, progress=_progress(args), diagnostics=True
+    )
     result.dataset = "fashion-mnist"
     print(result.table())
+    print(result.operations_summary())
     print(
         "firing rates: "
         + ", ".join(f"{layer['name']} {layer['mean_rate']:.3f}" for layer in result.layers)
     )
     out = Path(args.out)
     snnconv.save(network, out)
-    result.to_json(out / "results.json")
-    print(
-        f"wrote {out / 'results.json'} and the spiking network in {out} "
-        f"({time.perf_counter() - start:.0f} s in all)"
-    )
+    _write_results(args, result, out)
+    print(f"wrote the spiking network in {out} ({time.perf_counter() - start:.0f} s in all)")
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "convert": cmd_convert, "evaluate": cmd_evaluate, "demo": cmd_demo}
+def cmd_report(args: argparse.Namespace) -> int:
+    from snnconv.report import write_report
+
+    path = write_report(args.directory, args.out)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "convert": cmd_convert,
+    "evaluate": cmd_evaluate,
+    "demo": cmd_demo,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -240,6 +240,11 @@ def fan_out(graph: Graph, source: str, sources: set[str] | None = None) -> Sourc
     """
     if sources is None:
         sources = {n.name for n in spike_sources(graph)} | {source}
+    with torch.enable_grad():  # callers may run under no_grad (evaluate does)
+        return _fan_out(graph, source, sources)
+
+
+def _fan_out(graph: Graph, source: str, sources: set[str]) -> Source:
     src = graph.node(source)
     x = torch.ones((1, *src.meta["shape"]), dtype=torch.float64, requires_grad=True)
     values: dict[str, Tensor] = {source: x}

@@ -1,0 +1,285 @@
+"""The report's figures, drawn from ``results.json`` and ``arrays.safetensors``.
+
+matplotlib is imported only when a figure is drawn (``pip install
+'snnconv[report]'``), and only its object-oriented API with the Agg canvas:
+no pyplot, no global backend switch, nothing shown on screen. Each function
+returns PNG bytes, or None when the results lack what it needs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor
+
+from snnconv.errors import SnnconvError
+
+#: At most this many layers get a scatter plot or histogram panel.
+MAX_PANELS = 6
+
+
+class ReportError(SnnconvError):
+    """The report cannot be drawn (e.g. matplotlib is not installed)."""
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`ReportError` if matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ReportError(
+            "the report needs matplotlib, which is not installed: "
+            "pip install 'snnconv[report]' (or pip install matplotlib)"
+        ) from None
+
+
+def _figure(width: float, height: float) -> Any:
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chosen_layers(names: Sequence[str], limit: int = MAX_PANELS) -> list[str]:
+    """Up to ``limit`` layers spread evenly from first to last (all when there are few)."""
+    if len(names) <= limit:
+        return list(names)
+    picks = sorted({round(i * (len(names) - 1) / (limit - 1)) for i in range(limit)})
+    return [names[i] for i in picks]
+
+
+def accuracy_vs_time(document: dict[str, Any]) -> bytes | None:
+    """SNN top-1 after every step (log-scaled t) with the ANN's accuracy as a line."""
+    top1 = document["snn"].get("top1") or []
+    if not top1:
+        return None
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    steps = range(1, len(top1) + 1)
+    ax.plot(steps, [100 * a for a in top1], color="C0", label="SNN")
+    ann = 100 * document["ann"]["top1"]
+    ax.axhline(ann, color="C3", linestyle="--", label=f"ANN ({ann:.2f} %)")
+    err = 100 * document["ann"].get("top1_stderr", 0.0)
+    if err:
+        ax.axhspan(ann - err, ann + err, color="C3", alpha=0.12, label="ANN ± 1 s.e.")
+    if len(top1) > 1:
+        ax.set_xscale("log", base=2)
+    ax.set_xlim(1, len(top1))
+    low = min(100 * min(top1), ann)
+    ax.set_ylim(max(0.0, low - 5), min(100.0, max(100 * max(top1), ann) + 2))
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy vs time step")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def error_vs_operations(document: dict[str, Any]) -> bytes | None:
+    """SNN error against operations per sample (log x), with the ANN's (error, MACs) point."""
+    snn, ann = document["snn"], document["ann"]
+    sops = snn.get("sops_per_sample")
+    if not sops or not ann.get("macs_per_sample"):
+        return None
+    input_macs = float(snn.get("input_macs_per_sample", 0.0))
+    ops = [input_macs + s for s in sops]
+    errors = [100 * (1 - a) for a in snn["top1"]]
+    macs = float(ann["macs_per_sample"])
+    ann_error = 100 * (1 - ann["top1"])
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    ax.plot(ops, errors, color="C0", label="SNN (input MACs + cumulative SOPs)")
+    ax.plot([macs], [ann_error], "o", color="C3", markersize=8, label="ANN (MACs)")
+    ax.axhline(ann_error + 1, color="0.5", linestyle=":", label="ANN error + 1 point")
+    for fraction in (0.5, 1.0):
+        ax.axvline(fraction * macs, color="C3", alpha=0.35, linestyle="--")
+    marks = document.get("milestones") or {}
+    point = (marks.get("within") or {}).get("1")
+    if point:
+        ax.plot(
+            [point["ops"]],
+            [100 * point["error"]],
+            "s",
+            color="C2",
+            label=f"within 1 point: t={point['step']}, {point['ops_ratio']:.2f}× ANN ops",
+        )
+    ax.set_xscale("log")
+    positive = [o for o in ops if o > 0] + [macs]
+    ax.set_xlim(min(positive) * 0.8, max(max(ops), macs) * 1.25)
+    ax.set_ylim(max(0.0, min(min(errors), ann_error) - 2), min(100.0, ann_error + 25))
+    ax.set_xlabel("operations per sample (SNN: input MACs + SOPs; ANN: MACs)")
+    ax.set_ylabel("top-1 error (%)")
+    ax.set_title("Error vs operations")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    return _png(fig)
+
+
+def layer_diagnostics(document: dict[str, Any]) -> bytes | None:
+    """Per-layer rate-activation correlation, mean firing rate, silent and saturated fractions."""
+    layers = document.get("layers") or []
+    if not layers:
+        return None
+    names = [layer["name"] for layer in layers]
+    x = list(range(len(names)))
+    fig = _figure(max(7.0, 0.6 * len(names) + 3), 5.5)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    corr = [layer.get("correlation") for layer in layers]
+    if any(c is not None for c in corr):
+        values = [c if c is not None and math.isfinite(c) else 0.0 for c in corr]
+        top.bar(x, values, color="C0")
+        top.axhline(1.0, color="0.5", linewidth=0.8)
+        top.set_ylim(min(0.0, min(values)), 1.05)
+        top.set_ylabel("Pearson r")
+        top.set_title("Rate vs normalized ANN activation, per layer")
+    else:
+        top.text(0.5, 0.5, "no diagnostics recorded", ha="center", transform=top.transAxes)
+    width = 0.28
+    rate = [layer.get("mean_rate", float("nan")) for layer in layers]
+    silent = [layer.get("silent_fraction", float("nan")) for layer in layers]
+    saturated = [layer.get("saturated_fraction", float("nan")) for layer in layers]
+    bottom.bar([i - width for i in x], rate, width, label="mean rate (spikes/step)", color="C1")
+    bottom.bar(x, silent, width, label="silent fraction", color="0.6")
+    bottom.bar([i + width for i in x], saturated, width, label="saturated fraction", color="C3")
+    bottom.set_ylim(0, 1.0)
+    bottom.set_ylabel("fraction")
+    bottom.set_xticks(x, names, rotation=45, ha="right", fontsize="small")
+    bottom.legend(fontsize="small", loc="upper right")
+    return _png(fig)
+
+
+def rate_vs_activation(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+    """Scatter of SNN rate against normalized ANN activation for chosen layers."""
+    names = [
+        layer["name"]
+        for layer in document.get("layers") or []
+        if f"scatter/{layer['name']}/rate" in arrays
+    ]
+    if not names:
+        return None
+    chosen = chosen_layers(names)
+    cols = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig = _figure(3.3 * cols, 3.1 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    correlation = {layer["name"]: layer.get("correlation") for layer in document["layers"]}
+    for k, ax in enumerate(axes.flat):
+        if k >= len(chosen):
+            ax.set_axis_off()
+            continue
+        name = chosen[k]
+        a = arrays[f"scatter/{name}/activation"].float().numpy()
+        r = arrays[f"scatter/{name}/rate"].float().numpy()
+        ax.scatter(a, r, s=4, alpha=0.35, color="C0", linewidths=0)
+        top = max(1.0, float(a.max()) if a.size else 1.0)
+        ax.plot([0, top], [0, top], color="C3", linewidth=0.8, label="rate = activation")
+        ax.set_xlim(min(0.0, float(a.min()) if a.size else 0.0), top * 1.02)
+        ax.set_ylim(min(0.0, float(r.min()) if r.size else 0.0) - 0.02, 1.05)
+        c = correlation.get(name)
+        title = name if c is None else f"{name} (r = {c:.3f})"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("ANN activation / λ", fontsize="small")
+        ax.set_ylabel("SNN rate", fontsize="small")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Rate vs normalized activation (a sample of neurons)")
+    return _png(fig)
+
+
+def activation_histograms(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+    """Calibration histograms of each layer's positive activations, with λ marked."""
+    layers = [
+        layer
+        for layer in document.get("layers") or []
+        if f"histogram/{layer['name']}" in arrays and layer.get("activation_max")
+    ]
+    if not layers:
+        return None
+    chosen = chosen_layers([layer["name"] for layer in layers])
+    by_name = {layer["name"]: layer for layer in layers}
+    percentile = document.get("config", {}).get("percentile")
+    cols = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig = _figure(3.3 * cols, 2.9 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(chosen):
+            ax.set_axis_off()
+            continue
+        layer = by_name[chosen[k]]
+        counts = arrays[f"histogram/{layer['name']}"].double()
+        top = float(layer["activation_max"])
+        bins = counts.numel()
+        # merge the fine calibration buckets into 64 for display
+        group = max(1, bins // 64)
+        merged = counts[: bins - bins % group].reshape(-1, group).sum(1)
+        width = top * group / bins
+        lefts = [i * width for i in range(merged.numel())]
+        ax.bar(lefts, merged.tolist(), width=width, align="edge", color="C0")
+        ax.set_yscale("log")
+        label = f"λ = p{percentile:g}" if percentile is not None else "λ"
+        ax.axvline(
+            layer["scale"], color="C3", linestyle="--", label=f"{label} = {layer['scale']:.3g}"
+        )
+        ax.set_title(layer["name"], fontsize="small")
+        ax.set_xlabel("activation (calibration set)", fontsize="small")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("Activation histograms (positive values) with the chosen λ")
+    return _png(fig)
+
+
+def operations_per_step(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+    """Synaptic operations per sample at each step, stacked by source layer."""
+    names = [k.split("/", 1)[1] for k in arrays if k.startswith("sops/")]
+    if not names:
+        return None
+    series = [arrays[f"sops/{name}"].double().tolist() for name in names]
+    steps = list(range(1, len(series[0]) + 1))
+    fig = _figure(7, 3.6)
+    ax = fig.add_subplot()
+    ax.stackplot(steps, series, labels=names, alpha=0.85)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("SOPs per sample")
+    ax.set_title("Synaptic operations per step, by source layer")
+    ax.set_xlim(1, max(steps[-1], 2))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small", loc="upper right", ncol=2)
+    return _png(fig)
+
+
+def all_figures(document: dict[str, Any], arrays: dict[str, Tensor]) -> dict[str, bytes]:
+    """Every figure the results allow, by title, in report order."""
+    figures = {
+        "Accuracy vs time step": accuracy_vs_time(document),
+        "Error vs operations": error_vs_operations(document),
+        "Synaptic operations per step": operations_per_step(document, arrays),
+        "Per-layer correlation and firing rates": layer_diagnostics(document),
+        "Rate vs activation": rate_vs_activation(document, arrays),
+        "Activation histograms": activation_histograms(document, arrays),
+    }
+    return {title: png for title, png in figures.items() if png is not None}
+
+
+__all__ = [
+    "ReportError",
+    "accuracy_vs_time",
+    "activation_histograms",
+    "all_figures",
+    "chosen_layers",
+    "error_vs_operations",
+    "layer_diagnostics",
+    "operations_per_step",
+    "rate_vs_activation",
+    "require_matplotlib",
+]
