@@ -551,3 +551,49 @@ def test_bad_layout_name_and_weights_option(tmp_path: Path) -> None:
         load_model(str(path), input_layout="hwc")
     with pytest.raises(ModelLoadError, match="--weights"):
         load_model(str(path), "w.safetensors")
+
+
+# -- the command line --------------------------------------------------------------------
+def test_cli_run_on_an_onnx_model_then_export_nir(tmp_path: Path) -> None:
+    """``snnconv run model.onnx`` works like ``.pt2``; its run directory exports to NIR."""
+    import json
+
+    from snnconv.cli import main
+    from snnconv.cli_interop import add_export_nir_parser, cmd_export_nir
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 3)
+    )
+    path = tmp_path / "net.onnx"
+    export_onnx(model, path, (1, 8, 8))
+    data = tmp_path / "data.npz"
+    g = torch.Generator().manual_seed(0)
+    np.savez(data, x=torch.rand(40, 1, 8, 8, generator=g).numpy(), y=np.arange(40) % 3)
+    out = tmp_path / "run"
+    argv = ["run", str(path), "--dataset", f"npz:{data}", "--calibration", f"npz:{data}"]
+    assert main([*argv, "-T", "8", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["snn"]["timesteps"] == 8 and results["num_samples"] == 40
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_export_nir_parser(parser.add_subparsers(dest="command"))
+    nir_file = tmp_path / "run.nir"
+    assert cmd_export_nir(parser.parse_args(["export-nir", str(out), "--out", str(nir_file)])) == 0
+    assert nir_file.is_file()
+
+
+def test_keras_style_model_converts_and_simulates() -> None:
+    """The NHWC model converts; its normalized ANN still computes the ONNX model's ranking."""
+    import snnconv
+    from snnconv.sim.simulator import Simulator
+
+    model = keras_style_model()
+    x = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    network = snnconv.convert(import_onnx(model), x)
+    out, _ = run_graph(network.graph, x)
+    expected = run_ort(model, np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)))
+    assert torch.equal(out.argmax(1), torch.from_numpy(expected).argmax(1))
+    res = Simulator(network.graph).run(x, out.argmax(1), 64)
+    assert int(res.correct_top1[-1]) >= 24  # the SNN mostly agrees with its ANN at T = 64
