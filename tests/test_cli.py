@@ -84,13 +84,26 @@ def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
         "num_samples": 200,
         "seed": 0,
     }
-    assert set(results["ann"]) == {"top1", "top5", "top1_stderr"}
+    assert set(results["ann"]) >= {"top1", "top5", "top1_stderr"}
     assert results["snn"]["timesteps"] == 32
     assert len(results["snn"]["top1"]) == 32 and len(results["snn"]["top5"]) == 32
     assert all(0.0 <= a <= 1.0 for a in results["snn"]["top1"])
     assert results["ann"]["top1"] > 0.8
     assert results["timing"]["samples_per_second"] > 0
     assert (out / "network.json").is_file() and (out / "network.safetensors").is_file()
+    # operations, energy, milestones and diagnostics; arrays and the report beside them
+    assert results["ann"]["macs_per_sample"] == 3_024_384  # LeNet: conv1 + conv2 + fc1 + fc2
+    assert results["ann"]["other_ops_per_sample"] == 4 * (16 * 14 * 14 + 32 * 7 * 7)
+    assert results["snn"]["input_macs_per_sample"] == 16 * 28 * 28 * 25  # conv1, once
+    sops = results["snn"]["sops_per_sample"]
+    assert len(sops) == 32 and sops == sorted(sops)
+    assert set(results["energy"]) >= {"e_ac_pj", "e_mac_pj", "ann_pj_per_sample"}
+    assert set(results["milestones"]) >= {"within", "best_at_ann_ops"}
+    for layer in results["layers"]:
+        assert {"correlation", "silent_fraction", "saturated_fraction", "mean_rate"} <= set(layer)
+    assert "within 1 point" in stdout or "did not come within 1 point" in stdout
+    assert (out / "arrays.safetensors").is_file()
+    assert "data:image/png;base64," in (out / "report.html").read_text()
 
     # evaluate the saved run directory again: same network, same accuracies
     again = tmp_path / "again"
@@ -108,10 +121,12 @@ def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
             "64",
             "--device",
             "cpu",
+            "--no-report",
         ],
         capsys,
     )
     assert code == 0
+    assert not (again / "report.html").exists()
     second = json.loads((again / "results.json").read_text())
     assert second["snn"]["top1"] == results["snn"]["top1"]
     assert second["ann"] == results["ann"]
@@ -156,6 +171,7 @@ def test_convert_pt2_then_evaluate(tmp_path, capsys) -> None:
             "32",
             "--device",
             "cpu",
+            "--no-report",
         ],
         capsys,
     )
@@ -184,6 +200,7 @@ def test_npz_without_calibration_falls_back_with_a_warning(tmp_path, capsys) -> 
             str(out),
             "--device",
             "cpu",
+            "--no-report",
         ],
         capsys,
     )
@@ -239,9 +256,41 @@ def test_console_entry_point_help() -> None:
 def test_demo_small(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     code, stdout, _ = _run(
-        ["demo", "--out", str(out), "--limit", "64", "--timesteps", "16", "--device", "cpu"],
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--limit",
+            "64",
+            "--timesteps",
+            "16",
+            "--device",
+            "cpu",
+            "--no-report",
+        ],
         capsys,
     )
     assert code == 0
     assert "ANN top-1" in stdout
     assert json.loads((out / "results.json").read_text())["snn"]["timesteps"] == 16
+    assert (out / "arrays.safetensors").is_file() and not (out / "report.html").exists()
+
+
+def test_energy_options_reach_the_results(tmp_path, capsys) -> None:
+    x = torch.rand(8, 1, 8, 8).numpy()
+    y = torch.randint(0, 3, (8,)).numpy()
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    argv = ["run", "tests.models:tiny_cnn", "--dataset", f"npz:{data}", "-T", "4"]
+    out = tmp_path / "out"
+    flags = ["--energy-ac", "0.1", "--energy-mac", "3.1", "--no-report", "--device", "cpu"]
+    code, _, _ = _run([*argv, "--out", str(out), *flags], capsys)
+    assert code == 0, capsys.readouterr()
+    results = json.loads((out / "results.json").read_text())
+    energy = results["energy"]
+    assert (energy["e_ac_pj"], energy["e_mac_pj"]) == (0.1, 3.1)
+    assert energy["ann_pj_per_sample"] == pytest.approx(3.1 * results["ann"]["macs_per_sample"])
+    code, _, err = _run([*argv, "--out", str(out), "--energy-ac", "-1"], capsys)
+    assert code == 2 and "energy_ac_pj" in err

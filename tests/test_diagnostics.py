@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -39,3 +41,31 @@ def test_rates_of_a_dyadic_layer_match_the_ann_exactly() -> None:
     assert layer["silent_fraction"] == pytest.approx(1 / 8)  # the single zero input
     assert layer["saturated_fraction"] == pytest.approx(1 / 8)  # the single λ-valued input
     assert layer["mean_rate"] == pytest.approx(float(x.mean()))
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not FMNIST.is_dir(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+def test_every_layer_of_the_trained_lenet_correlates_above_0_95_at_t512() -> None:
+    from snnconv import zoo
+    from snnconv.data import calibration_subset, load_dataset
+
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test", limit=200)
+    config = snnconv.Config(device="cpu")
+    snn = snnconv.convert(
+        zoo.load_pretrained_lenet(), calibration_subset(train, 500, seed=0), config
+    )
+    result = snnconv.evaluate(snn, test, 512, diagnostics=True)
+    correlations = {layer["name"]: layer["correlation"] for layer in result.layers}
+    assert len(correlations) == 3
+    assert all(c >= 0.95 for c in correlations.values()), correlations
+    # rates of a converged net: few silent-by-error or saturated neurons
+    for layer in result.layers:
+        assert layer["saturated_fraction"] < 0.01
+        assert 0 < layer["mean_rate"] < 0.5
