@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_CONSTRAINT ?= .ci/constraints.txt
 PIP_CONSTRAINT_ENV := $(if $(TORCH_CONSTRAINT),PIP_CONSTRAINT=$(abspath $(TORCH_CONSTRAINT)),)
 
-.PHONY: demo test lint typecheck install bench clean
+.PHONY: demo test lint typecheck install bench bench-ops clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python benchmarks/bench_sim.py
+
+# Counting overhead, then error vs operations of the reference nets (full test set, T = 256).
+bench-ops: install
+	$(BIN)/python benchmarks/operations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

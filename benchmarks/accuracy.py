@@ -2,7 +2,8 @@
 
 For each net and each variant (percentile 99.9 / 100, reset by subtraction /
 to zero) prints top-1 at T = 8, 16, 32, 64, 128, 256 beside the ANN, and
-writes everything (every step) to JSON.
+writes everything (every step, with the SNN's cumulative synaptic operations
+and the error-vs-operations milestones; see benchmarks/operations.py) to JSON.
 
 Usage: python benchmarks/accuracy.py [--nets lenet_avg vgg_bn] [--limit N]
        [--variants p99.9-subtract p100-subtract p99.9-zero] [--timesteps 256]
@@ -65,6 +66,10 @@ def main() -> None:
                 "snn_top1": res.snn_top1,
                 "seconds": time.perf_counter() - start,
                 "layers": res.layers,
+                "ann_macs_per_sample": res.ann_macs_per_sample,
+                "input_macs_per_sample": res.input_macs_per_sample,
+                "sops_per_sample": res.sops,
+                "milestones": res.milestones(),
             }
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=1))
