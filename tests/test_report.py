@@ -183,3 +183,20 @@ def test_report_opens_in_headless_chromium_without_errors(run_dir: Path, tmp_pat
     assert len(colours) > 200
     blue = sum(count for count, (r, g, b) in colours if b > 150 and r < 120 and 90 < g < 160)
     assert blue > 100
+
+
+def test_run_without_matplotlib_warns_and_still_writes_results(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=torch.rand(8, 1, 8, 8).numpy(), y=torch.randint(0, 3, (8,)).numpy())
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "out"
+    argv = ["run", "tests.models:tiny_cnn", "--dataset", f"npz:{data}", "-T", "4"]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: no report.html" in err and "snnconv[report]" in err
+    assert (out / RESULTS_FILE).is_file() and (out / ARRAYS_FILE).is_file()
+    assert not (out / "report.html").exists()
