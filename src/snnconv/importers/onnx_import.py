@@ -388,10 +388,9 @@ def _check_4d(b: OnnxGraphBuilder, act: Activation) -> None:
 def _conv_input(b: OnnxGraphBuilder, value: Value) -> Activation:
     """An NCHW activation, keeping a pending Pad for the window op to fold."""
     act = b.activation(value)
-    pending = (act.pad, act.pad_node)
-    base = b.materialize(replace(act, pad=None)) if act.pad is not None else b.materialize(act)
+    base = b.materialize(replace(act, pad=None))
     _check_4d(b, base)
-    return replace(base, pad=pending[0], pad_node=pending[1])
+    return replace(base, pad=act.pad, pad_node=act.pad_node)
 
 
 # -- converters ---------------------------------------------------------------
