@@ -921,7 +921,7 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
     onnx = _require_onnx()
     p = Path(path)
     if not p.is_file():
-        raise ModelLoadError(f"model file {p} does not exist")
+        raise ModelLoadError(f"ONNX model file {p} does not exist")
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as error:
