@@ -71,8 +71,7 @@ def test_snntorch_agrees_on_fashion_mnist_lenet() -> None:
     except DataError as error:
         pytest.skip(f"Fashion-MNIST is not installed: {error}")
     network = snnconv.convert(zoo.load_pretrained_lenet(), calibration_subset(train, 500, seed=0))
-    result = crosscheck(network, test, timesteps=64, batch_size=50)
-    for key in ("snntorch", "snntorch_strict"):
-        assert result[key]["prediction_agreement"] >= 0.99
-        for layer, ours in result["snnconv_spikes"].items():
-            assert abs(result[key]["spikes"][layer] - ours) <= 1e-5 * ours, (key, layer)
+    result = crosscheck(network, test, timesteps=64, batch_size=100, strict=False)
+    assert result["snntorch"]["prediction_agreement"] >= 0.99
+    for layer, ours in result["snnconv_spikes"].items():
+        assert abs(result["snntorch"]["spikes"][layer] - ours) <= 1e-5 * ours, layer
