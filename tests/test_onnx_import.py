@@ -597,3 +597,28 @@ def test_keras_style_model_converts_and_simulates() -> None:
     assert torch.equal(out.argmax(1), torch.from_numpy(expected).argmax(1))
     res = Simulator(network.graph).run(x, out.argmax(1), 64)
     assert int(res.correct_top1[-1]) >= 24  # the SNN mostly agrees with its ANN at T = 64
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("resnet20_cifar", (3, 32, 32)),
+        pytest.param("googlenet", (3, 64, 64), marks=pytest.mark.slow),
+    ],
+)
+def test_torch_exported_architectures(name: str, shape: tuple[int, ...], tmp_path: Path) -> None:
+    """Residual adds, concatenations and global pooling through ONNX: same ops, same outputs."""
+    from snnconv import architectures
+    from snnconv.importers import import_torch
+
+    torch.manual_seed(0)
+    factory = getattr(architectures, name)
+    model = factory(num_classes=10).eval()
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(model, path, shape)
+    graph = import_onnx(path)
+    x = torch.rand(2, *shape)
+    out, _ = run_graph(graph, x)
+    expected = run_ort(onnx.load(str(path)), x.numpy())
+    np.testing.assert_allclose(out.numpy(), expected, atol=ATOL, rtol=RTOL)
+    assert kinds(prepare_ann(graph)) == kinds(prepare_ann(import_torch(model, x)))
