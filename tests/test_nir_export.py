@@ -195,3 +195,29 @@ def test_cli_input_layout_options() -> None:
     assert onnx_load_options(parser.parse_args([])) == {"input_layout": "auto", "input_shape": None}
     with pytest.raises(SystemExit):
         parser.parse_args(["--input-shape", "3,a"])
+
+
+def test_residual_and_concatenation_joins_are_refused() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.a(x))
+            return self.fc(torch.relu(h + self.b(h)).flatten(1))
+
+    class Branches(Residual):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8 * 64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.a(x))
+            return self.fc(torch.cat([h, torch.relu(self.b(h))], 1).flatten(1))
+
+    with pytest.raises(UnsupportedOpError, match="residual"):
+        to_nir(snnconv.convert(Residual(), calibration()))
+    with pytest.raises(UnsupportedOpError, match="no concatenation"):
+        to_nir(snnconv.convert(Branches(), calibration()))

@@ -46,7 +46,9 @@ from snnconv.exporters.saved import atomic_write_bytes, is_saved_network
 from snnconv.exporters.saved import load as load_saved
 from snnconv.ir import (
     AdaptiveAvgPool2d,
+    Add,
     AvgPool2d,
+    Concat,
     Conv2d,
     Graph,
     IFNeuron,
@@ -57,6 +59,7 @@ from snnconv.ir import (
     Readout,
     ResetMode,
     Reshape,
+    Scale,
 )
 from snnconv.network import SpikingNetwork
 
@@ -168,12 +171,14 @@ class _Writer:
         return self.value[node.inputs[0]][1]
 
     def check_single_input(self, node: Node) -> None:
-        if len(node.inputs) != 1:
+        if isinstance(node.op, Concat):
+            raise _unsupported(node, "Concat", "NIR 1.0.8 has no concatenation node")
+        if isinstance(node.op, (Add, Scale)) or len(node.inputs) != 1:
             raise _unsupported(
                 node,
-                node.op.kind,
-                "NIR 1.0.8 has no concatenation; and a residual add with per-input scales "
-                "cannot be written without scaling nodes",
+                f"{node.op.kind} (residual join)",
+                "a residual add with its per-input normalization scales cannot be written "
+                "without scaling nodes; export networks without residual connections",
             )
 
     # -- ops ----------------------------------------------------------------------
