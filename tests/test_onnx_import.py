@@ -196,6 +196,26 @@ def test_pooling(op: str, attrs: dict[str, object]) -> None:
     check(make_model([node], [2, 8, 8], 4), X4)
 
 
+@pytest.mark.parametrize(
+    ("op", "opset", "keepdims"),
+    [("ReduceMean", 13, 0), ("ReduceMean", 13, 1), ("ReduceMean", 18, 0), ("ReduceMax", 18, 1)],
+)
+def test_reduce_over_spatial_axes_is_global_pooling(op: str, opset: int, keepdims: int) -> None:
+    if opset >= 18:
+        node = helper.make_node(op, ["x", "axes"], ["y"], keepdims=keepdims)
+        inits = [numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes")]
+    else:
+        node = helper.make_node(op, ["x"], ["y"], axes=[2, 3], keepdims=keepdims)
+        inits = []
+    check(make_model([node], [2, 8, 8], 4 if keepdims else 2, inits, opset=opset), X4)
+
+
+def test_reduce_over_channels_is_refused() -> None:
+    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1, name="chan_mean")
+    with pytest.raises(UnsupportedOpError, match="chan_mean"):
+        import_onnx(make_model([node], [2, 8, 8], 4, opset=13))
+
+
 def test_flatten_reshape_transpose_into_gemm() -> None:
     """A transpose before a flatten is folded into the dense layer's weight columns."""
     nodes = [
@@ -377,6 +397,32 @@ def test_keras_style_nhwc_graph_is_detected_and_fed_nchw() -> None:
         "Softmax",
     ]
     x = rand(4, 3, 8, 8)  # NCHW, as snnconv's loaders give
+    out, _ = run_graph(graph, torch.from_numpy(x))
+    expected = run_ort(model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(out.numpy(), expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_keras_global_average_pooling_on_channels_last(keepdims: int) -> None:
+    """GlobalAveragePooling2D as tf2onnx may write it: ReduceMean over H, W of NHWC."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t0"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t0", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Transpose", ["r1"], ["t1"], perm=[0, 2, 3, 1]),
+        helper.make_node("ReduceMean", ["t1"], ["g"], axes=[1, 2], keepdims=keepdims),
+        helper.make_node("Reshape", ["g", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w2"], ["y"]),
+    ]
+    inits = [
+        init("w1", rand(4, 3, 3, 3)),
+        numpy_helper.from_array(np.array([-1, 4], dtype=np.int64), "shape"),
+        init("w2", rand(4, 5)),
+    ]
+    model = make_model(nodes, [8, 8, 3], 2, inits, opset=13)
+    graph = import_onnx(model)
+    assert "AdaptiveAvgPool2d" in kinds(graph)
+    x = rand(3, 3, 8, 8)
     out, _ = run_graph(graph, torch.from_numpy(x))
     expected = run_ort(model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     np.testing.assert_allclose(out.numpy(), expected, atol=ATOL, rtol=RTOL)

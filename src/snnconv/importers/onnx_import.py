@@ -149,6 +149,7 @@ SUPPORTED_ONNX_OPS: tuple[str, ...] = (
     "AveragePool",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "ReduceMean / ReduceMax over H and W (global pooling, NCHW or NHWC)",
     "Flatten",
     "Reshape",
     "Transpose",
@@ -869,6 +870,89 @@ def convert_pad(
             f"Pad(pads={amounts})", "only non-negative padding of H and W of an NCHW tensor"
         )
     return replace(act, pad=(begin[2], begin[3], end[2], end[3]), pad_node=b.current_source)
+
+
+def _channels_last(act: Activation, internal: tuple[int, ...]) -> bool:
+    """Whether ``act`` is the NHWC view of a 4-D NCHW internal tensor."""
+    if act.layout is None or len(act.shape) != 4 or len(internal) != 4:
+        return False
+    c, h, w = internal[1:]
+    if act.shape[1:] != (h, w, c):
+        return False
+    order = torch.arange(c * h * w).reshape(c, h, w).permute(1, 2, 0).reshape(-1)
+    return torch.equal(act.layout, order)
+
+
+def _reduce(
+    b: OnnxGraphBuilder,
+    inputs: list[Value],
+    axes: Sequence[int] | None,
+    keepdims: int,
+    is_max: bool,
+) -> Value:
+    """ReduceMean/ReduceMax over both spatial axes: global pooling (Keras's
+    GlobalAveragePooling2D/GlobalMaxPooling2D, on NCHW or channels-last tensors)."""
+    act = b.activation(inputs[0])
+    if axes is None and len(inputs) > 1 and inputs[1] is not None:
+        axes = [int(a) for a in b.constant(inputs[1], "axes").reshape(-1).tolist()]
+    rank = len(act.shape)
+    chosen = sorted(int(a) % rank for a in axes) if axes else list(range(rank))
+    op_name = "ReduceMax" if is_max else "ReduceMean"
+    if act.layout is None and rank == 4 and chosen == [2, 3]:
+        x = b.materialize(act)
+    elif rank == 4 and chosen == [1, 2] and _channels_last(act, b.internal_shape(act.name)):
+        x = replace(act, shape=b.internal_shape(act.name), layout=None)
+    else:
+        raise b.unsupported(
+            f"{op_name}(axes={chosen})",
+            "only a reduction over both spatial axes (global pooling) of an NCHW or NHWC "
+            "image tensor is supported",
+        )
+    c, h, w = x.shape[1:]
+    op = MaxPool2d((h, w), (h, w)) if is_max else AdaptiveAvgPool2d((1, 1))
+    pooled = b.emit(op, [x.name])
+    if not keepdims:
+        return _relabel(b, pooled, (1, c))
+    # [N, C, 1, 1] and [N, 1, 1, C] hold the elements in the same order.
+    return pooled if chosen == [2, 3] else replace(pooled, shape=(1, 1, 1, c))
+
+
+@ONNX_CONVERTERS.register(
+    OnnxOp("", "ReduceMean", 1),
+    OnnxOp("", "ReduceMean", 11),
+    OnnxOp("", "ReduceMean", 13),
+    OnnxOp("", "ReduceMean", 18),
+)
+def convert_reduce_mean(
+    b: OnnxGraphBuilder,
+    node: Any,
+    inputs: list[Value],
+    *,
+    axes: Sequence[int] | None = None,
+    keepdims: int = 1,
+    noop_with_empty_axes: int = 0,
+) -> Value:
+    return _reduce(b, inputs, axes, keepdims, is_max=False)
+
+
+@ONNX_CONVERTERS.register(
+    OnnxOp("", "ReduceMax", 1),
+    OnnxOp("", "ReduceMax", 11),
+    OnnxOp("", "ReduceMax", 12),
+    OnnxOp("", "ReduceMax", 13),
+    OnnxOp("", "ReduceMax", 18),
+    OnnxOp("", "ReduceMax", 20),
+)
+def convert_reduce_max(
+    b: OnnxGraphBuilder,
+    node: Any,
+    inputs: list[Value],
+    *,
+    axes: Sequence[int] | None = None,
+    keepdims: int = 1,
+    noop_with_empty_axes: int = 0,
+) -> Value:
+    return _reduce(b, inputs, axes, keepdims, is_max=True)
 
 
 @ONNX_CONVERTERS.register(OnnxOp("", "Sign", 9), OnnxOp("", "Sign", 13))
