@@ -411,12 +411,18 @@ def test_keras_global_average_pooling_on_channels_last(keepdims: int) -> None:
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Transpose", ["r1"], ["t1"], perm=[0, 2, 3, 1]),
         helper.make_node("ReduceMean", ["t1"], ["g"], axes=[1, 2], keepdims=keepdims),
-        helper.make_node("Reshape", ["g", "shape"], ["f"]),
+        helper.make_node("Squeeze", ["g", "sq"], ["gs"])
+        if keepdims
+        else helper.make_node("Identity", ["g"], ["gs"]),
+        helper.make_node("Unsqueeze", ["gs", "usq"], ["gu"]),
+        helper.make_node("Reshape", ["gu", "shape"], ["f"]),
         helper.make_node("MatMul", ["f", "w2"], ["y"]),
     ]
     inits = [
         init("w1", rand(4, 3, 3, 3)),
         numpy_helper.from_array(np.array([-1, 4], dtype=np.int64), "shape"),
+        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "sq"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "usq"),
         init("w2", rand(4, 5)),
     ]
     model = make_model(nodes, [8, 8, 3], 2, inits, opset=13)

@@ -151,7 +151,7 @@ SUPPORTED_ONNX_OPS: tuple[str, ...] = (
     "GlobalMaxPool",
     "ReduceMean / ReduceMax over H and W (global pooling, NCHW or NHWC)",
     "Flatten",
-    "Reshape",
+    "Reshape, Squeeze, Unsqueeze",
     "Transpose",
     "Concat",
     "Add",
@@ -681,6 +681,45 @@ def convert_reshape(
         known = math.prod(d for d in shape if d != -1)
         shape[shape.index(-1)] = math.prod(act.shape) // max(known, 1)
     return _relabel(b, act, tuple(shape))
+
+
+def _axes(b: OnnxGraphBuilder, inputs: list[Value], axes: Sequence[int] | None) -> list[int]:
+    if axes is not None:
+        return [int(a) for a in axes]
+    if len(inputs) > 1 and inputs[1] is not None:
+        return [int(a) for a in b.constant(inputs[1], "axes").reshape(-1).tolist()]
+    return []
+
+
+@ONNX_CONVERTERS.register(
+    OnnxOp("", "Squeeze", 1), OnnxOp("", "Squeeze", 11), OnnxOp("", "Squeeze", 13)
+)
+def convert_squeeze(
+    b: OnnxGraphBuilder, node: Any, inputs: list[Value], *, axes: Sequence[int] | None = None
+) -> Value:
+    act = b.activation(inputs[0])
+    rank = len(act.shape)
+    chosen = {a % rank for a in _axes(b, inputs, axes)}
+    if not chosen:
+        chosen = {i for i in range(1, rank) if act.shape[i] == 1}
+    if 0 in chosen or any(act.shape[a] != 1 for a in chosen):
+        raise b.unsupported("Squeeze", f"axes {sorted(chosen)} of shape {list(act.shape)}")
+    return _relabel(b, act, tuple(d for i, d in enumerate(act.shape) if i not in chosen))
+
+
+@ONNX_CONVERTERS.register(
+    OnnxOp("", "Unsqueeze", 1), OnnxOp("", "Unsqueeze", 11), OnnxOp("", "Unsqueeze", 13)
+)
+def convert_unsqueeze(
+    b: OnnxGraphBuilder, node: Any, inputs: list[Value], *, axes: Sequence[int] | None = None
+) -> Value:
+    act = b.activation(inputs[0])
+    rank = len(act.shape) + len(_axes(b, inputs, axes))
+    chosen = {a % rank for a in _axes(b, inputs, axes)}
+    if 0 in chosen:
+        raise b.unsupported("Unsqueeze(axis 0)", "it would move the batch axis")
+    dims = iter(act.shape)
+    return _relabel(b, act, tuple(1 if i in chosen else next(dims) for i in range(rank)))
 
 
 @ONNX_CONVERTERS.register(OnnxOp("", "Transpose", 1), OnnxOp("", "Transpose", 13))
