@@ -159,8 +159,7 @@ def _structural(op: object, inputs: list[Tensor]) -> Tensor:
             out = out + other
         return out
     if isinstance(op, Scale):
-        structure = (op.factor != 0).to(x.dtype)
-        return x * structure
+        return x * (op.factor.cpu() != 0).to(x.dtype)
     if isinstance(op, (Identity, Dropout, BatchNorm, ReLU, Softmax, BinaryActivation)):
         return x  # one-to-one maps of one sample's neurons (BatchNorm/ReLU: ANN leftovers)
     raise TypeError(type(op).__name__)
@@ -220,11 +219,6 @@ def static_nodes(graph: Graph, encoding: InputEncoding = InputEncoding.ANALOG) -
     return static
 
 
-def _is_boundary(node: Node, sources: set[str]) -> bool:
-    """Spikes stop here: a spiking layer (its input current is the target) or a gate."""
-    return isinstance(node.op, SPIKING_OPS) or node.name in sources
-
-
 def fan_out(graph: Graph, source: str, sources: set[str] | None = None) -> Source:
     """The fan-out of every neuron of ``source`` in the composed map to the next spiking layers.
 
@@ -240,36 +234,54 @@ def fan_out(graph: Graph, source: str, sources: set[str] | None = None) -> Sourc
     """
     if sources is None:
         sources = {n.name for n in spike_sources(graph)} | {source}
+    return fan_out_maps(graph, [source], sources)[0]
+
+
+def fan_out_maps(graph: Graph, wanted: list[str], sources: set[str]) -> list[Source]:
+    """The fan-out maps of the sources ``wanted``, in one structural pass over the graph.
+
+    Every spike source's value is a leaf tensor of ones; every node between
+    spiking layers applies its structural map (weights one); the sum over all
+    targets (the spiking layers' input currents and the readout) is then
+    differentiated once: its gradient with respect to a source's leaf counts,
+    for each of its neurons, the paths to targets, i.e. the transposed
+    composed map applied to ones. Static (analog-input) values enter as zeros.
+
+    Raises:
+        UnsupportedOpError: an op between two spiking layers has no structural map.
+    """
     with torch.enable_grad():  # callers may run under no_grad (evaluate does)
-        return _fan_out(graph, source, sources)
+        return _fan_out_maps(graph, wanted, sources | set(wanted))
 
 
-def _fan_out(graph: Graph, source: str, sources: set[str]) -> Source:
-    src = graph.node(source)
-    x = torch.ones((1, *src.meta["shape"]), dtype=torch.float64, requires_grad=True)
-    values: dict[str, Tensor] = {source: x}
-    targets: list[str] = []
+def _fan_out_maps(graph: Graph, wanted: list[str], sources: set[str]) -> list[Source]:
+    shapes = {n.name: (1, *(int(d) for d in n.meta["shape"])) for n in graph.nodes}
+    leaves: dict[str, Tensor] = {}
+    values: dict[str, Tensor] = {}
+    targets: dict[str, set[str]] = {name: set() for name in sources}
+    reach: dict[str, set[str]] = {}  # which sources reach each node
     total = torch.zeros((), dtype=torch.float64)
-    start = next(i for i, n in enumerate(graph.nodes) if n.name == source)
-    for node in graph.nodes[start + 1 :]:
-        if not any(i in values for i in node.inputs):
+    for node in graph.nodes:
+        if node.name in sources:
+            leaf = torch.ones(shapes[node.name], dtype=torch.float64)
+            leaves[node.name] = leaf.requires_grad_(node.name in wanted)
+            values[node.name] = leaves[node.name]
+            reach[node.name] = {node.name}
+        incoming = set().union(*(reach.get(i, set()) for i in node.inputs))
+        if not incoming:
             continue
-        if _is_boundary(node, sources):
-            # Spiking layer: its input current's neurons are the targets. A gate passes
-            # spikes on as its own source, so nothing is counted for its input.
-            if isinstance(node.op, SPIKING_OPS):
-                (name,) = node.inputs
-                total = total + values[name].sum()
-                targets.append(node.name)
+        if isinstance(node.op, SPIKING_OPS):
+            # a spiking layer's input current is where its sources' synapses end
+            (name,) = node.inputs
+            total = total + values[name].sum()
+            for s in incoming:
+                targets[s].add(node.name)
             continue
-        inputs = [
-            values[i]
-            if i in values
-            else torch.zeros((1, *graph.node(i).meta["shape"]), dtype=torch.float64)
-            for i in node.inputs
-        ]
+        if node.name in sources:
+            continue  # a gate: its input spikes stop here, its output is its own source
+        inputs = [values[i] if i in reach else torch.zeros(shapes[i]) for i in node.inputs]
         try:
-            out = _structural(node.op, inputs)
+            out = _structural(node.op, [x.double() for x in inputs])
         except TypeError:
             raise UnsupportedOpError(
                 node.op.kind,
@@ -278,14 +290,20 @@ def _fan_out(graph: Graph, source: str, sources: set[str]) -> Source:
                 "operation counting cannot compose it into the map between spiking layers",
             ) from None
         values[node.name] = out
+        reach[node.name] = incoming
         if node.name == graph.output:
             total = total + out.sum()
-            targets.append(node.name)
+            for s in incoming:
+                targets[s].add(node.name)
+    grads: tuple[Tensor | None, ...] = (None,) * len(wanted)
     if total.requires_grad:
-        (grad,) = torch.autograd.grad(total, x)
-    else:
-        grad = torch.zeros_like(x)
-    return Source(source, src.op.kind, grad.detach()[0], targets)
+        grads = torch.autograd.grad(total, [leaves[w] for w in wanted], allow_unused=True)
+    result = []
+    for name, grad in zip(wanted, grads, strict=True):
+        f = torch.zeros(shapes[name], dtype=torch.float64) if grad is None else grad.detach()
+        ordered = [n.name for n in graph.nodes if n.name in targets[name]]
+        result.append(Source(name, graph.node(name).op.kind, f[0], ordered))
+    return result
 
 
 @dataclass
@@ -298,7 +316,6 @@ class OperationCounts:
         input_macs: ``{node: MACs per sample}`` of the layers computed once from
             the analog input (empty with Poisson input).
         sources: The spike sources and their fan-out maps.
-        membrane_updates_per_step: Spiking neurons updated per step (no clamp).
         hold_steps: ``{spiking layer: held steps}`` of the membrane clamp.
         neurons: ``{spiking layer: neurons}``.
         bias_adds_per_step: Bias additions per step of the time-varying layers.
@@ -358,7 +375,6 @@ def count_operations(
     Raises:
         UnsupportedOpError: an op between spiking layers cannot be counted.
     """
-    graph = graph_on_cpu(graph)
     static = static_nodes(graph, encoding)
     shapes = {n.name: tuple(int(d) for d in n.meta["shape"]) for n in graph.nodes}
     ann_macs: dict[str, int] = {}
@@ -378,8 +394,8 @@ def count_operations(
         if other:
             ann_other[node.name] = other
     source_nodes = spike_sources(graph, encoding)
-    names = {n.name for n in source_nodes}
-    sources = [fan_out(graph, n.name, names) for n in source_nodes]
+    names = [n.name for n in source_nodes]
+    sources = fan_out_maps(graph, names, set(names))
     spiking = [n for n in graph.nodes if isinstance(n.op, SPIKING_OPS)]
     return OperationCounts(
         ann_macs=ann_macs,
@@ -393,18 +409,12 @@ def count_operations(
     )
 
 
-def graph_on_cpu(graph: Graph) -> Graph:
-    """``graph`` with its parameters on the CPU (counting needs only shapes)."""
-    from snnconv.passes.device import graph_to
-
-    return graph_to(graph, "cpu")
-
-
 __all__ = [
     "OperationCounts",
     "Source",
     "count_operations",
     "fan_out",
+    "fan_out_maps",
     "macs",
     "other_ops",
     "spike_sources",
