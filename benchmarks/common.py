@@ -20,6 +20,8 @@ REFERENCE_NETS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "lenet_avg": (lambda: zoo.lenet("avg"), "lenet_avg.safetensors"),
     "lenet_max": (lambda: zoo.lenet("max"), "lenet_max.safetensors"),
     "vgg_bn": (zoo.vgg_small, "vgg_bn.safetensors"),
+    "resnet_small": (zoo.resnet_small, "resnet_small.safetensors"),
+    "inception_small": (zoo.inception_small, "inception_small.safetensors"),
 }
 
 

@@ -2,8 +2,10 @@
 
 Trains three networks from ``snnconv.zoo`` on the full 60,000-image training
 split: the LeNet-style net with average pooling (``lenet_avg``), the same with
-max pooling (``lenet_max``) and the VGG-style net with batch normalisation
-(``vgg_bn``). Each is evaluated on the full 10,000-image test split; the
+max pooling (``lenet_max``), the VGG-style net with batch normalisation
+(``vgg_bn``), ResNet-8 (``resnet_small``, residual adds) and a small
+Inception-style net (``inception_small``, concatenation, overlapping max
+pools). Each is evaluated on the full 10,000-image test split; the
 weights and a README with the accuracies are written to the output directory.
 
 Usage::
@@ -36,6 +38,8 @@ MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "lenet_avg": ('zoo.lenet("avg")', lambda: zoo.lenet("avg")),
     "lenet_max": ('zoo.lenet("max")', lambda: zoo.lenet("max")),
     "vgg_bn": ("zoo.vgg_small()", zoo.vgg_small),
+    "resnet_small": ("zoo.resnet_small()", zoo.resnet_small),
+    "inception_small": ("zoo.inception_small()", zoo.inception_small),
 }
 
 
@@ -81,11 +85,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def write_readme(out: Path, results: list[Result], args: argparse.Namespace) -> None:
-    """Write ``README.md`` describing the weight files in ``out``."""
+    """Write ``README.md`` describing the weight files in ``out``.
+
+    Rows of models trained by an earlier run (same directory) are kept, so
+    training a subset with ``--models`` does not drop the others.
+    """
+    readme = out / "README.md"
+    table: dict[str, str] = {}
+    if readme.is_file():
+        for line in readme.read_text().splitlines():
+            if line.startswith("| `") and ".safetensors` |" in line:
+                table[line.split("`")[1]] = line
+    for r in results:
+        table[r.path.name] = (
+            f"| `{r.path.name}` | `{r.builder}` | {100 * r.test_accuracy:.2f}% | "
+            f"{r.train_seconds:.0f} s |"
+        )
+    order = [f"{name}.safetensors" for name in MODELS]
     rows = "\n".join(
-        f"| `{r.path.name}` | `{r.builder}` | {100 * r.test_accuracy:.2f}% | "
-        f"{r.train_seconds:.0f} s |"
-        for r in results
+        table[f] for f in sorted(table, key=lambda f: order.index(f) if f in order else len(order))
     )
     command = (
         f"python benchmarks/train_reference.py --epochs {args.epochs} "

@@ -265,3 +265,34 @@ def test_train_binarynet_on_digits() -> None:
     accuracy = zoo.accuracy(model, test_set)
     assert accuracy > 0.6
     assert zoo.accuracy(zoo.binarize_weights(model), test_set) == accuracy
+
+
+@pytest.mark.parametrize(
+    ("build", "adds", "concats", "maxpools"),
+    [(zoo.resnet_small, 3, 0, 0), (zoo.inception_small, 0, 2, 4)],
+    ids=["resnet_small", "inception_small"],
+)
+def test_deep_zoo_nets_convert_exactly(
+    build: Callable[..., nn.Module], adds: int, concats: int, maxpools: int
+) -> None:
+    import snnconv
+    from snnconv.sim.reference import run_graph
+
+    torch.manual_seed(0)
+    model = build().eval()
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert build(in_channels=3, num_classes=5).eval()(torch.zeros(1, 3, 20, 20)).shape == (1, 5)
+    x = torch.rand(16, 1, 28, 28)
+    snn = snnconv.convert(model, x, snnconv.Config(device="cpu"))
+    kinds = [n.op.kind for n in snn.graph.nodes]
+    assert (kinds.count("Add"), kinds.count("Concat"), kinds.count("MaxPool2d")) == (
+        adds,
+        concats,
+        maxpools,
+    )
+    assert "BatchNorm" not in kinds
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(run_graph(snn.graph, x)[0], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError):
+        build(num_classes=1)

@@ -22,6 +22,7 @@ from snnconv.errors import (
     SnnconvError,
     UnsupportedOpError,
 )
+from snnconv.exporters.nir import export_nir
 from snnconv.exporters.saved import load, save
 from snnconv.ir import InputEncoding, ResetMode
 from snnconv.network import SpikingNetwork
@@ -43,6 +44,7 @@ __all__ = [
     "__version__",
     "convert",
     "evaluate",
+    "export_nir",
     "load",
     "save",
 ]

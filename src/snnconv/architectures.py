@@ -345,14 +345,17 @@ class CifarResNet(nn.Module):
     Args:
         blocks_per_stage: ``n``; the depth is ``6n + 2`` (3 for ResNet-20).
         num_classes: Outputs of ``fc``.
+        in_channels: Input channels (3 for CIFAR-10, 1 for grey images).
     """
 
-    def __init__(self, blocks_per_stage: int = 3, num_classes: int = 10) -> None:
+    def __init__(
+        self, blocks_per_stage: int = 3, num_classes: int = 10, in_channels: int = 3
+    ) -> None:
         super().__init__()
         n = blocks_per_stage
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"blocks_per_stage must be an integer >= 1, got {n!r}.")
-        self.conv1 = _conv3x3(3, 16)
+        self.conv1 = _conv3x3(in_channels, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = _make_layer(16, 16, n, stride=1)

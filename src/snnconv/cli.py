@@ -16,6 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from snnconv.cli_interop import (
+    add_export_nir_parser,
+    add_input_layout_option,
+    cmd_export_nir,
+    onnx_load_options,
+)
 from snnconv.errors import ConfigError, SnnconvError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
@@ -217,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     model_help = (
-        "MODEL: a .pt2 file (torch.export.save), MODULE:FACTORY with --weights, "
-        "or a saved snnconv directory"
+        "MODEL: a .pt2 file (torch.export.save), a .onnx file, MODULE:FACTORY with "
+        "--weights, or a saved snnconv directory"
     )
     run = sub.add_parser(
         "run", help="convert + evaluate + save network and results.json", description=model_help
@@ -226,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("model", metavar="MODEL")
     run.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
     run.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_input_layout_option(run)
     _add_conversion_options(run)
     _add_data_options(run, evaluation=True)
     _add_run_options(run)
@@ -236,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("model", metavar="MODEL")
     conv.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_input_layout_option(conv)
     _add_conversion_options(conv)
     _add_data_options(conv, evaluation=False)
     _add_run_options(conv)
@@ -248,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", metavar="DIR_OR_MODEL")
     ev.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
     ev.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_input_layout_option(ev)
     _add_conversion_options(ev)
     _add_data_options(ev, evaluation=True)
     _add_run_options(ev)
@@ -284,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", metavar="FILE", help="where to write the page (default: DIR/report.html)"
     )
+    add_export_nir_parser(sub)
     return parser
 
 
@@ -412,7 +422,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from snnconv.network import SpikingNetwork
 
     config = _config(args)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, **onnx_load_options(args))
     if isinstance(model, SpikingNetwork):
         raise ConfigError(f"{args.model} is already a converted network")
     network = _convert(args, model, config)
@@ -428,7 +438,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from snnconv.network import SpikingNetwork
 
     config = _config(args)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, **onnx_load_options(args))
     network = model if isinstance(model, SpikingNetwork) else _convert(args, model, config)
     out = Path(args.out)
     _evaluate(args, network, config, out)
@@ -441,7 +451,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from snnconv.importers.load import load_model
     from snnconv.network import SpikingNetwork
 
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, **onnx_load_options(args))
     if isinstance(model, SpikingNetwork):
         sim = _config(args)
         config = model.config.replace(
@@ -522,6 +532,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "demo": cmd_demo,
     "report": cmd_report,
+    "export-nir": cmd_export_nir,
 }
 
 
