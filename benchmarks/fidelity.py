@@ -9,6 +9,7 @@ median.
 
 Usage: python benchmarks/fidelity.py [--nets resnet18 googlenet ...] [--timesteps 512]
        [--images 48] [--json benchmarks/results/fidelity.json]
+       [--percentile P] [--v-init F] [--clamp-steps K] [--no-pool-aware-percentile]
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ NETS = {
 }
 
 
-def fidelity(name: str, timesteps: int, images: int, calibration: int, seed: int = 0) -> dict:
+def fidelity(
+    name: str,
+    timesteps: int,
+    images: int,
+    calibration: int,
+    seed: int = 0,
+    options: dict | None = None,
+) -> dict:
     """Convert one random-weight architecture and measure how closely the SNN follows it."""
     factory, size = NETS[name]
     torch.manual_seed(seed)
@@ -49,7 +57,7 @@ def fidelity(name: str, timesteps: int, images: int, calibration: int, seed: int
     margin = top2.values[:, 0] - top2.values[:, 1]
     ann_label = top2.indices[:, 0]
     confident = margin > margin.median()
-    config = snnconv.Config(device="cpu", batch_size=64)
+    config = snnconv.Config(device="cpu", batch_size=64, **(options or {}))
     start = time.perf_counter()
     snn = snnconv.convert(model, x_cal, config)
     result = snnconv.evaluate(snn, TensorDataset(x, ann_label), timesteps, config, diagnostics=True)
@@ -58,6 +66,7 @@ def fidelity(name: str, timesteps: int, images: int, calibration: int, seed: int
     )
     return {
         "size": size,
+        "options": options or {},
         "images": images,
         "timesteps": timesteps,
         "spiking_layers": len(result.layers),
@@ -76,6 +85,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--calibration", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--percentile", type=float, default=99.9)
+    parser.add_argument("--v-init", type=float, default=0.0)
+    parser.add_argument("--clamp-steps", type=int, default=0)
+    parser.add_argument("--no-pool-aware-percentile", action="store_true")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/fidelity.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,8 +97,15 @@ def main() -> None:
         f"{'net':<14} {'layers':>6} {'min corr':>9} {'agree>median':>13} {'agree all':>10} {'s':>6}"
     )
     for name in args.nets:
-        r = fidelity(name, args.timesteps, args.images, args.calibration)
-        report[name] = r
+        options = {
+            "percentile": args.percentile,
+            "v_init": args.v_init,
+            "clamp_steps": args.clamp_steps,
+            "pool_aware_percentile": not args.no_pool_aware_percentile,
+        }
+        r = fidelity(name, args.timesteps, args.images, args.calibration, options=options)
+        key = "-".join([name] + [f"{k}={v}" for k, v in options.items()])
+        report[key] = r
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
         print(

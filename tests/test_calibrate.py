@@ -187,3 +187,59 @@ def test_non_tensor_batches_are_a_config_error() -> None:
 def test_percentile_out_of_range_is_a_config_error(p: float) -> None:
     with pytest.raises(ConfigError, match=r"\(0, 100\]"):
         Percentile(p)
+
+
+def pooled_graph() -> Graph:
+    """input → ReLU a, ReLU b → concat → max pool 3x3/1 (padding 1); b also feeds a second pool."""
+    from snnconv.ir import Concat, MaxPool2d
+
+    pool = MaxPool2d(kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+    small = MaxPool2d(kernel_size=(2, 2), stride=(2, 2))
+    nodes = [
+        Node("input", Input((2, 6, 6))),
+        Node("a", ReLU(), ("input",)),
+        Node("b", ReLU(), ("input",)),
+        Node("cat", Concat(1), ("a", "b")),
+        Node("pool", pool, ("cat",)),
+        Node("pool_b", small, ("b",)),
+    ]
+    from snnconv.passes.shapes import infer_shapes
+
+    graph = Graph(nodes, output="pool")
+    return infer_shapes(graph)
+
+
+def test_max_pooled_layers_follow_concatenations() -> None:
+    from snnconv.passes.calibrate import max_pooled_layers
+
+    found = max_pooled_layers(pooled_graph())
+    assert sorted(found) == ["a", "b"]
+    assert [op.kernel_size for op in found["a"]] == [(3, 3)]
+    assert sorted(op.kernel_size for op in found["b"]) == [(2, 2), (3, 3)]
+
+
+@pytest.mark.parametrize("p", [99.0, 100.0])
+def test_pool_aware_lambda_is_the_percentile_of_the_pooled_values(p: float) -> None:
+    import torch.nn.functional as F
+
+    from snnconv.passes.calibrate import max_pooled_layers
+
+    graph = pooled_graph()
+    torch.manual_seed(0)
+    x = torch.randn(40, 2, 6, 6)
+    plain = collect_activation_stats(graph, x, Percentile(p), **REFINE)
+    aware = collect_activation_stats(
+        graph, x, Percentile(p), pooled=max_pooled_layers(graph), **REFINE
+    )
+    relu = x.clamp(min=0)
+    own = reference(relu, p)
+    by3 = reference(F.max_pool2d(relu, 3, 1, 1), p)
+    by2 = reference(F.max_pool2d(relu, 2, 2), p)
+    assert_exact(plain["a"].scale, own)
+    assert plain["a"].pooled_scale is None
+    # The pooled values are the upper part of the distribution (same maximum at p = 100).
+    assert by3 > own if p < 100 else by3 == own
+    assert_exact(aware["a"].scale, max(own, by3))
+    assert_exact(aware["a"].pooled_scale, by3)  # type: ignore[arg-type]
+    assert_exact(aware["b"].scale, max(own, by3, by2))
+    assert aware["a"].histogram == plain["a"].histogram  # the layer's own values

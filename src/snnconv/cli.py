@@ -38,6 +38,13 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
         "in (0, 100]; 100 = max-norm (default: %(default)s)",
     )
     g.add_argument(
+        "--pool-aware-percentile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a layer feeding max pooling takes λ no smaller than the percentile of its "
+        "max-pooled values (default: on)",
+    )
+    g.add_argument(
         "--reset",
         choices=["subtract", "zero"],
         default="subtract",

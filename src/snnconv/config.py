@@ -31,6 +31,10 @@ class Config:
         percentile: p of the robust maximum λ per layer: the p-th percentile of
             the layer's non-zero activations over the calibration set. In
             (0, 100]; 100 is max-norm (Diehl et al. 2015); useful range 99–99.999.
+        pool_aware_percentile: For a layer whose values are max-pooled, take λ
+            no smaller than the percentile of the max-pooled values (default
+            True): a max pool passes on its largest input, which is the one
+            most likely to exceed the layer's own percentile and saturate.
         reset: IF neuron reset: ``ResetMode.SUBTRACT`` (V ← V − θ, default)
             or ``ResetMode.ZERO`` (V ← 0).
         input_encoding: ``InputEncoding.ANALOG`` (the image is a constant
@@ -71,6 +75,7 @@ class Config:
     """
 
     percentile: float = 99.9
+    pool_aware_percentile: bool = True
     reset: ResetMode = ResetMode.SUBTRACT
     input_encoding: InputEncoding = InputEncoding.ANALOG
     v_init: float = 0.0

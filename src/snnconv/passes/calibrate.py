@@ -22,7 +22,7 @@ passes over the calibration data (one for p = 100).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from snnconv.errors import ConfigError, NumericalError
-from snnconv.ir import Graph, IFNeuron, ReLU
+from snnconv.ir import Concat, Graph, IFNeuron, MaxPool2d, ReLU
 from snnconv.sim.reference import run_graph
 
 
@@ -54,7 +54,9 @@ class LayerStats:
 
     Attributes:
         scale: The robust maximum λ (the chosen percentile), or 1.0 if the
-            layer never activated.
+            layer never activated. For a layer that feeds max pooling it is the
+            larger of the percentile of its own values and that of its max-pooled
+            values (``pooled_scale``).
         max: The largest activation seen.
         positive: How many activations were > 0.
         total: How many activations were seen.
@@ -66,11 +68,36 @@ class LayerStats:
     positive: int
     total: int
     histogram: list[int] = field(default_factory=list)
+    pooled_scale: float | None = None
 
 
 def activation_nodes(graph: Graph) -> list[str]:
     """Names of the nodes whose outputs are normalized (ReLU / IF layers)."""
     return [n.name for n in graph.nodes if isinstance(n.op, (ReLU, IFNeuron))]
+
+
+def max_pooled_layers(graph: Graph) -> dict[str, list[MaxPool2d]]:
+    """The max-pooling layers that pool each activation layer's values.
+
+    ``{ReLU node: [MaxPool2d ops]}`` for every ReLU whose output reaches a
+    max pool directly or as a block of a channel concatenation (pooling is
+    per channel, so the pool of a concatenation, restricted to one block, is
+    the pool of that block's input).
+    """
+    found: dict[str, list[MaxPool2d]] = {}
+
+    def visit(name: str, op: MaxPool2d) -> None:
+        node = graph.node(name)
+        if isinstance(node.op, (ReLU, IFNeuron)):
+            found.setdefault(name, []).append(op)
+        elif isinstance(node.op, Concat) and node.op.dim == 1:
+            for i in node.inputs:
+                visit(i, op)
+
+    for node in graph.nodes:
+        if isinstance(node.op, MaxPool2d):
+            visit(node.inputs[0], node.op)
+    return found
 
 
 def iterate_batches(data: object, batch_size: int = 256) -> Iterator[Tensor]:
@@ -181,6 +208,7 @@ def collect_activation_stats(
     collect_limit: int = 1 << 18,
     progress: bool = False,
     extra: list[str] | None = None,
+    pooled: Mapping[str, Sequence[MaxPool2d]] | None = None,
 ) -> dict[str, LayerStats]:
     """Compute λ for every ReLU layer of ``graph`` over the calibration ``data``.
 
@@ -194,6 +222,11 @@ def collect_activation_stats(
         collect_limit: Largest number of values sorted exactly at once.
         progress: Show a progress bar per pass.
         extra: Further nodes to measure (e.g. the output layer, for spike readouts).
+        pooled: ``{activation layer: max pools of its values}`` (see
+            :func:`max_pooled_layers`): λ of such a layer is at least the
+            percentile of its max-pooled values, so that the values the max
+            pools pass on (each pool's largest input, the likeliest to exceed
+            the layer's own percentile) saturate no more often than p allows.
 
     Returns:
         ``{node name: LayerStats}`` for each activation node.
@@ -204,22 +237,33 @@ def collect_activation_stats(
     """
     layers = activation_nodes(graph)
     layers += [name for name in extra or [] if name not in layers]
+    views = {
+        f"{name}@maxpool{k}": (name, op)
+        for name, ops in (pooled or {}).items()
+        for k, op in enumerate(ops)
+        if name in layers
+    }
     graph_dev = _to_device(graph, device)
 
     def passes(desc: str) -> Iterator[dict[str, Tensor]]:
         batches = iterate_batches(data, batch_size)
         for x in tqdm(batches, desc=desc, disable=not progress, leave=False, unit="batch"):
             _, acts = run_graph(graph_dev, x.to(device, torch.float32), capture=layers)
+            for view, (name, op) in views.items():
+                acts[view] = op.apply(acts[name])
             yield {name: a.reshape(-1) for name, a in acts.items()}
 
-    positive = dict.fromkeys(layers, 0)
-    total = dict.fromkeys(layers, 0)
-    maximum = dict.fromkeys(layers, 0.0)
+    measured = layers + list(views)
+
+    positive = dict.fromkeys(measured, 0)
+    total = dict.fromkeys(measured, 0)
+    maximum = dict.fromkeys(measured, 0.0)
     for acts in passes("calibration (max)"):
         for name, a in acts.items():
             if not bool(torch.isfinite(a).all()):
+                layer = graph.node(name.split("@")[0]).source
                 raise NumericalError(
-                    f"layer {graph.node(name).source!r} produced NaN or Inf activations on the "
+                    f"layer {layer!r} produced NaN or Inf activations on the "
                     "calibration data; check the input data (range, normalization) and weights"
                 )
             positive[name] += int((a > 0).sum())
@@ -234,7 +278,7 @@ def collect_activation_stats(
 
     searches: dict[str, list[_RankSearch]] = {}
     weights: dict[str, float] = {}
-    for name in layers:
+    for name in measured:
         n = positive[name]
         if n == 0 or percentile.p == 100:
             continue
@@ -264,23 +308,30 @@ def collect_activation_stats(
             s.end_pass()
         level += 1
 
+    def robust_max(name: str) -> float:
+        if positive[name] == 0:
+            return 0.0
+        if percentile.p == 100:
+            return maximum[name]
+        values = [s.value for s in searches[name]]
+        v0 = float(values[0])  # type: ignore[arg-type]
+        v1 = float(values[-1])  # type: ignore[arg-type]
+        return v0 + weights[name] * (v1 - v0)
+
     stats: dict[str, LayerStats] = {}
     for name in layers:
-        if positive[name] == 0:
-            scale = 1.0
-        elif percentile.p == 100:
-            scale = maximum[name]
-        else:
-            values = [s.value for s in searches[name]]
-            v0 = float(values[0])  # type: ignore[arg-type]
-            v1 = float(values[-1])  # type: ignore[arg-type]
-            scale = v0 + weights[name] * (v1 - v0)
+        scale = robust_max(name)
+        pooled_values = [robust_max(v) for v, (of, _) in views.items() if of == name]
+        pooled_scale = max(pooled_values) if pooled_values else None
+        if pooled_scale is not None:
+            scale = max(scale, pooled_scale)
         stats[name] = LayerStats(
             scale=scale if scale > 0 else 1.0,
             max=maximum[name],
             positive=positive[name],
             total=total[name],
             histogram=histograms.get(name, []),
+            pooled_scale=pooled_scale,
         )
     return stats
 

@@ -10,7 +10,12 @@ import torch
 from snnconv.config import Config
 from snnconv.errors import SnnconvError
 from snnconv.ir import Graph
-from snnconv.passes.calibrate import LayerStats, Percentile, collect_activation_stats
+from snnconv.passes.calibrate import (
+    LayerStats,
+    Percentile,
+    collect_activation_stats,
+    max_pooled_layers,
+)
 from snnconv.passes.fold_batchnorm import fold_batchnorm
 from snnconv.passes.normalize import normalize
 from snnconv.passes.shapes import infer_shapes
@@ -84,6 +89,7 @@ def convert_graph(
         device=device,
         progress=progress,
         extra=[ann.output],
+        pooled=max_pooled_layers(ann) if config.pool_aware_percentile else None,
     )
     readout_scale = stats.pop(ann.output).scale if ann.output in stats else 1.0
     spiking = run_passes(
