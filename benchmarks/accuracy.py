@@ -31,6 +31,7 @@ VARIANTS = {
     "p100-subtract": {"percentile": 100.0, "reset": "subtract"},
     "p99.9-zero": {"percentile": 99.9, "reset": "zero"},
     "p99.9-subtract-vinit0.5": {"percentile": 99.9, "reset": "subtract", "v_init": 0.5},
+    "p99.9-subtract-clamp1": {"percentile": 99.9, "reset": "subtract", "clamp_steps": 1},
     "p99.9-subtract-pool-unaware": {
         "percentile": 99.9,
         "reset": "subtract",
