@@ -261,7 +261,7 @@ def collect_activation_stats(
     for acts in passes("calibration (max)"):
         for name, a in acts.items():
             if not bool(torch.isfinite(a).all()):
-                layer = graph.node(name.split("@")[0]).source
+                layer = graph.node(views[name][0] if name in views else name).source
                 raise NumericalError(
                     f"layer {layer!r} produced NaN or Inf activations on the "
                     "calibration data; check the input data (range, normalization) and weights"

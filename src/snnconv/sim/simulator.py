@@ -320,12 +320,12 @@ class Simulator:
                 spikes = if_scan(
                     v, z, op.threshold, op.reset, k, constant, op.hold_steps - start, two_sided
                 )
-                if node.name in sop_counts:
+                if node.name in spike_counts:
                     events = spikes.abs() if two_sided else spikes
-                    self._count(node.name, events, k, spike_counts, sop_counts)
-                elif node.name in spike_counts:
-                    events = spikes.abs() if two_sided else spikes
-                    spike_counts[node.name] += events.reshape(k, -1).sum(1)
+                    if node.name in sop_counts:
+                        self._count(node.name, events, k, spike_counts, sop_counts)
+                    else:
+                        spike_counts[node.name] += events.reshape(k, -1).sum(1)
                 if node.name in totals:
                     totals[node.name] += spikes.sum(0)
                 values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
