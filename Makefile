@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_CONSTRAINT ?= .ci/constraints.txt
 PIP_CONSTRAINT_ENV := $(if $(TORCH_CONSTRAINT),PIP_CONSTRAINT=$(abspath $(TORCH_CONSTRAINT)),)
 
-.PHONY: demo test lint typecheck install bench bench-ops clean
+.PHONY: demo test lint typecheck install bench bench-ops bench-speed bench-peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench: install
 # Counting overhead, then error vs operations of the reference nets (full test set, T = 256).
 bench-ops: install
 	$(BIN)/python benchmarks/operations.py
+
+# Speed against the folded ANN and against SpikingJelly and sinabs (when `make bench-peers-env`
+# made their environment), with accuracy beside every time; long: BENCH_ARGS="--images 256" etc.
+bench-speed: install
+	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS)
+
+# The peers' own venv (benchmarks/.peer-venv): never dependencies of snnconv.
+bench-peers-env:
+	PYTHON=$(PYTHON) bash benchmarks/peers/setup.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
