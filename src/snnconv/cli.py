@@ -115,6 +115,13 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s = off)",
     )
     g.add_argument(
+        "--negative-spikes",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="IF neurons take back spikes fired by a transient: a -1 spike at V <= -θ "
+        "while their net count is positive (needs --reset subtract; default: off)",
+    )
+    g.add_argument(
         "--calibration",
         metavar="DATASET",
         help="dataset for normalization statistics (default: the training split of --dataset)",

@@ -63,6 +63,12 @@ class Config:
         rate_decay: Decay of the exponential estimator, in (0, 1).
         clamp_steps: Membrane clamp for deep networks: a spiking layer at depth
             d holds its membrane for the first ``clamp_steps``·d steps (0 = off).
+        negative_spikes: IF neurons whose net spike count is positive emit a
+            −1 spike when V ≤ −θ (V ← V + θ), so their net count stays within
+            one spike of max(0, integrated input / θ): spikes fired by a
+            transient are taken back. Beyond the paper (off by default); needs
+            reset by subtraction. Costs events (each ±1 spike is one) and is
+            what keeps deep random-weight nets (Inception-v3) faithful.
         binary_threshold: θ of the units replacing binary activations (not
             normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
             clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
@@ -91,6 +97,7 @@ class Config:
     rate_window: int = 16
     rate_decay: float = 0.9
     clamp_steps: int = 0
+    negative_spikes: bool = False
     binary_threshold: float | None = None
     energy_ac_pj: float = 0.9
     energy_mac_pj: float = 4.6
@@ -128,6 +135,11 @@ class Config:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite energy >= 0 (pJ), got {value}")
+        if self.negative_spikes and self.reset is not ResetMode.SUBTRACT:
+            raise ConfigError(
+                "negative_spikes needs reset='subtract' (with reset to zero the membrane "
+                "forgets how far the spike count is ahead of the input); drop one of the two"
+            )
         if self.clamp_steps < 0:
             raise ConfigError(f"clamp_steps must be >= 0, got {self.clamp_steps}")
         if not (0 < self.percentile <= 100) or math.isnan(self.percentile):

@@ -219,6 +219,13 @@ class _Writer:
                 "clamp_steps=0 and v_init=0, or export with the substitute "
                 "'drop-initial-state'",
             )
+        if op.negative_spikes:
+            raise _unsupported(
+                node,
+                "IFNeuron(negative_spikes=True)",
+                "NIR's IF neuron fires only positive spikes; convert with "
+                "negative_spikes=False to export",
+            )
         shape = self.shape(node.name)
         ones = np.ones(shape, dtype=np.float32)
         metadata = {

@@ -321,6 +321,12 @@ class IFNeuron(Op):
     by ``max_value`` when the layer replaced a bounded ReLU. For the first
     ``hold_steps`` steps the membrane is held at zero (no integration, no
     spikes): the toolbox's remedy for transient errors in deep networks.
+
+    With ``negative_spikes`` (reset by subtraction only) a neuron whose net
+    spike count c is positive also emits a −1 spike when V ≤ −θ, and then
+    V ← V + θ. Since θ·c + V − V(0) is the integrated input X at every step,
+    c stays within one spike of max(0, X/θ): spikes fired early by a transient
+    are taken back when the input turns out lower, instead of staying counted.
     """
 
     threshold: float = 1.0
@@ -328,12 +334,18 @@ class IFNeuron(Op):
     v_init: float = 0.0
     max_value: float | None = None
     hold_steps: int = 0
+    negative_spikes: bool = False
 
     def __post_init__(self) -> None:
         if not (self.threshold > 0 and math.isfinite(self.threshold)):
             raise ValueError(f"IFNeuron threshold must be positive, got {self.threshold}")
         if self.hold_steps < 0:
             raise ValueError(f"hold_steps must be >= 0, got {self.hold_steps}")
+        if self.negative_spikes and self.reset is not ResetMode.SUBTRACT:
+            raise ValueError(
+                "negative_spikes needs reset by subtraction: with reset to zero the "
+                "membrane no longer remembers how far the count is ahead of the input"
+            )
 
     def apply(self, *inputs: Tensor) -> Tensor:
         y = torch.relu(inputs[0])

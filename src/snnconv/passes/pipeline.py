@@ -101,6 +101,7 @@ def convert_graph(
                 reset=config.reset,
                 v_init=config.v_init,
                 hold_per_depth=config.clamp_steps,
+                negative_spikes=config.negative_spikes,
                 rate_estimator=config.rate_estimator,
                 rate_window=config.rate_window,
                 rate_decay=config.rate_decay,

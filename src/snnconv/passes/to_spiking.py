@@ -45,6 +45,7 @@ def to_spiking(
     rate_window: int = 16,
     rate_decay: float = 0.9,
     binary_threshold: float | None = None,
+    negative_spikes: bool = False,
 ) -> Graph:
     """Turn every ReLU into an :class:`IFNeuron` layer (and every binary activation into
     a :class:`BinaryNeuron` layer) with the given dynamics.
@@ -53,7 +54,8 @@ def to_spiking(
     layer's robust maximum λ; a bounded ReLU keeps its normalized bound for
     ANN runs). A layer at depth d (its position among activation layers on the
     longest path from the input) holds its membrane for ``hold_per_depth``·d
-    steps. Max-pool layers get the gate's rate estimator. The output layer
+    steps; with ``negative_spikes`` the IF neurons take back transient spikes
+    (see :class:`IFNeuron`). Max-pool layers get the gate's rate estimator. The output layer
     stays analog: the simulator reads it out.
     """
     depth = spiking_depth(graph)
@@ -66,6 +68,7 @@ def to_spiking(
                 v_init=v_init,
                 max_value=n.op.max_value,
                 hold_steps=hold_per_depth * depth[n.name],
+                negative_spikes=negative_spikes,
             )
             n = dataclasses.replace(n, op=neuron)
         elif isinstance(n.op, BinaryActivation):

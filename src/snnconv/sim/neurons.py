@@ -31,6 +31,19 @@ def if_step_subtract(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> 
     v.sub_(spikes, alpha=threshold)
 
 
+def if_step_signed(v: Tensor, z: Tensor, threshold: float, spikes: Tensor, count: Tensor) -> None:
+    """One IF step with negative spikes (reset by subtraction).
+
+    V ← V + z; s = [V ≥ θ] − [V ≤ −θ and c > 0]; V ← V − θ·s; c ← c + s, where
+    c is the neuron's net spike count so far (updated in place).
+    """
+    v.add_(z)
+    torch.ge(v, threshold, out=spikes)
+    spikes.sub_(torch.le(v, -threshold).logical_and_(count > 0).to(spikes.dtype))
+    v.sub_(spikes, alpha=threshold)
+    count.add_(spikes)
+
+
 def if_step_zero(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> None:
     """One IF step with reset to zero: V ← V + z; s = [V ≥ θ]; V ← V·(1 − s)."""
     v.add_(z)
@@ -74,6 +87,7 @@ def if_scan(
     constant: bool,
     held: int = 0,
     two_sided: bool = False,
+    count: Tensor | None = None,
 ) -> Tensor:
     """Run ``steps`` IF steps; return the spikes as a ``[steps, *v.shape]`` tensor.
 
@@ -87,11 +101,17 @@ def if_scan(
         held: How many of the first steps are held: the membrane keeps its
             value (no integration) and no spike is emitted.
         two_sided: Sign units: emit −1 spikes at V ≤ −θ too.
+        count: Net spike count per neuron (updated in place) of IF neurons with
+            negative spikes (see :func:`if_step_signed`); None for plain IF.
     """
-    step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
     held = min(max(held, 0), steps)
     spikes[:held].zero_()
+    if count is not None:
+        for k in range(held, steps):
+            if_step_signed(v, z if constant else z[k], threshold, spikes[k], count)
+        return spikes
+    step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
     for k in range(held, steps):
         step(v, z if constant else z[k], threshold, spikes[k])
     return spikes

@@ -171,6 +171,12 @@ class Simulator:
             )
             for n in self.neurons
         }
+        #: Net spike counts of the IF layers with negative spikes.
+        net_counts = {
+            n.name: torch.zeros_like(membranes[n.name])
+            for n in self.neurons
+            if getattr(n.op, "negative_spikes", False)
+        }
         gates = {
             n.name: MaxPoolGate(
                 n.op,  # type: ignore[arg-type]
@@ -213,7 +219,9 @@ class Simulator:
             views = {name: c[start : start + k] for name, c in spike_counts.items()}
             views.update({name: c[start : start + k] for name, c in event_counts.items()})
             sop_views = {name: c[start : start + k] for name, c in sop_counts.items()}
-            values = self._chunk(x, static, membranes, gates, k, start, views, totals, sop_views)
+            values = self._chunk(
+                x, static, membranes, gates, k, start, views, totals, sop_views, net_counts
+            )
             current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
             # Accumulate step by step in float32 (not cumsum, whose summation order differs):
             # the readout is then bit-identical for every chunk size.
@@ -297,11 +305,14 @@ class Simulator:
         spike_counts: dict[str, Tensor],
         totals: dict[str, Tensor],
         sop_counts: dict[str, Tensor] | None = None,
+        net_counts: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
         ``spike_counts`` and each spike source's synaptic operations per step to
-        ``sop_counts`` (``[k]`` views). Returns the blocks still live (the output's)."""
+        ``sop_counts`` (``[k]`` views); ``net_counts`` holds the net spike counts of the
+        IF layers with negative spikes. Returns the blocks still live (the output's)."""
         sop_counts = sop_counts or {}
+        net_counts = net_counts or {}
         values: dict[str, Tensor] = {}
         for i, node in enumerate(self.graph.nodes):
             if node.name in self.static:
@@ -316,9 +327,20 @@ class Simulator:
                 v = membranes[node.name]
                 constant = src not in values
                 z = static[src] if constant else values[src].reshape(k, *v.shape)
-                two_sided = isinstance(op, BinaryNeuron) and op.function is BinaryKind.SIGN
+                count = net_counts.get(node.name)
+                two_sided = count is not None or (
+                    isinstance(op, BinaryNeuron) and op.function is BinaryKind.SIGN
+                )
                 spikes = if_scan(
-                    v, z, op.threshold, op.reset, k, constant, op.hold_steps - start, two_sided
+                    v,
+                    z,
+                    op.threshold,
+                    op.reset,
+                    k,
+                    constant,
+                    op.hold_steps - start,
+                    two_sided,
+                    count,
                 )
                 if node.name in spike_counts:
                     events = spikes.abs() if two_sided else spikes
