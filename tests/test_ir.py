@@ -213,3 +213,26 @@ def test_prune_removes_dead_branches() -> None:
     ]
     g = Graph(nodes, output="live").prune()
     assert [n.name for n in g] == ["input", "live"]
+
+
+@pytest.mark.parametrize("kernel", [(1, 1), (2, 2), (3, 3), (2, 3), (4, 1)])
+@pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 3, 7, 9), (1, 1, 5, 5)])
+@pytest.mark.parametrize("divisor", [None, 3])
+def test_non_overlapping_avg_pool_fast_path(
+    kernel: tuple[int, int], shape: tuple[int, ...], divisor: int | None
+) -> None:
+    """Stride = kernel, no padding: strided additions instead of F.avg_pool2d; equal for
+    spikes (exact sums), within float rounding for real values; the input is untouched."""
+    g = torch.Generator().manual_seed(0)
+    op = AvgPool2d(kernel, kernel, divisor_override=divisor)
+    x = torch.randn(shape, generator=g)
+    before = x.clone()
+    ref = F.avg_pool2d(x, kernel, kernel, divisor_override=divisor)
+    out = op.apply(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    assert torch.equal(x, before)
+    spikes = (torch.rand(shape, generator=g) < 0.3).float()
+    assert torch.equal(
+        op.apply(spikes), F.avg_pool2d(spikes, kernel, kernel, divisor_override=divisor)
+    )
