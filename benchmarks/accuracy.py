@@ -32,6 +32,13 @@ VARIANTS = {
     "p99.9-zero": {"percentile": 99.9, "reset": "zero"},
     "p99.9-subtract-vinit0.5": {"percentile": 99.9, "reset": "subtract", "v_init": 0.5},
     "p99.9-subtract-clamp1": {"percentile": 99.9, "reset": "subtract", "clamp_steps": 1},
+    "p99.9-subtract-negative": {"percentile": 99.9, "reset": "subtract", "negative_spikes": True},
+    "p99.9-subtract-vinit0.5-negative": {
+        "percentile": 99.9,
+        "reset": "subtract",
+        "v_init": 0.5,
+        "negative_spikes": True,
+    },
     "p99.9-subtract-pool-unaware": {
         "percentile": 99.9,
         "reset": "subtract",

@@ -5,25 +5,33 @@ recalibrated on real images: Fashion-MNIST replicated to 3 channels and
 resized), simulates T steps and reports, per spiking layer, the Pearson
 correlation between SNN rates and normalized ANN activations, and whether the
 SNN's top-1 equals the ANN's on the inputs whose ANN top-1 margin is above the
-median.
+median. Beside each layer's correlation it reports the "ideal code" correlation:
+that of the same ANN whose every layer passes on its activation clipped at λ and
+rounded to the T-step grid, the most any rate-coded SNN could score at T.
 
 Usage: python benchmarks/fidelity.py [--nets resnet18 googlenet ...] [--timesteps 512]
        [--images 48] [--json benchmarks/results/fidelity.json]
        [--percentile P] [--v-init F] [--clamp-steps K] [--no-pool-aware-percentile]
+       [--negative-spikes]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch.utils.data import TensorDataset
 
 import snnconv
 from snnconv import architectures as arch
+from snnconv.ir import Graph, IFNeuron, Op
+from snnconv.metrics.diagnostics import LayerDiagnostics
+from snnconv.sim.reference import run_graph
 
 NETS = {
     "resnet18": (arch.resnet18, 32),
@@ -32,6 +40,43 @@ NETS = {
     "vgg16_bn": (arch.vgg16_bn, 32),
     "inception_v3": (arch.inception_v3, 75),
 }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IdealRateCode(Op):
+    """A layer's ReLU output clipped at θ and rounded to the T-step grid: what an ideal
+    T-step rate code (one spike per step at most) passes on to the next layer."""
+
+    threshold: float
+    timesteps: int
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        rate = (torch.relu(inputs[0]) / self.threshold).clamp(max=1.0)
+        return torch.round(rate * self.timesteps) / self.timesteps * self.threshold
+
+
+def ideal_code_correlations(graph: Graph, x: Tensor, timesteps: int) -> dict[str, float]:
+    """Per spiking layer, the correlation of the normalized ANN activations with those of
+    the same network whose every layer passes on an ideal T-step rate code: the best any
+    rate-coded SNN could score at T (clipping at λ and 1/T quantization, compounded)."""
+    layers = [n.name for n in graph.nodes if isinstance(n.op, IFNeuron)]
+    ideal = graph.replace_nodes(
+        [
+            dataclasses.replace(n, op=IdealRateCode(n.op.threshold, timesteps))
+            if isinstance(n.op, IFNeuron)
+            else n
+            for n in graph.nodes
+        ]
+    )
+    result = {}
+    for start in range(0, len(x), 16):
+        _, exact = run_graph(graph, x[start : start + 16], layers)
+        _, coded = run_graph(ideal, x[start : start + 16], layers)
+        for name in layers:
+            theta = graph.node(name).op.threshold  # type: ignore[attr-defined]
+            stats = result.setdefault(name, LayerDiagnostics())
+            stats.update(exact[name] / theta, coded[name] / theta)
+    return {name: stats.correlation for name, stats in result.items()}
 
 
 def fidelity(
@@ -64,6 +109,9 @@ def fidelity(
     confident_result = snnconv.evaluate(
         snn, TensorDataset(x[confident], ann_label[confident]), timesteps, config
     )
+    ideal = ideal_code_correlations(snn.graph, x, timesteps)
+    for layer in result.layers:
+        layer["ideal_code_correlation"] = ideal.get(layer["name"], float("nan"))
     return {
         "size": size,
         "options": options or {},
@@ -71,6 +119,8 @@ def fidelity(
         "timesteps": timesteps,
         "spiking_layers": len(result.layers),
         "min_correlation": min(layer["correlation"] for layer in result.layers),
+        "ideal_code_min_correlation": min(ideal.values()),
+        "ann_classes": torch.bincount(ann_label, minlength=10).tolist(),
         "layers": result.layers,
         "agreement_all": result.snn_top1[-1],
         "agreement_above_median_margin": confident_result.snn_top1[-1],
@@ -89,12 +139,14 @@ def main() -> None:
     parser.add_argument("--v-init", type=float, default=0.0)
     parser.add_argument("--clamp-steps", type=int, default=0)
     parser.add_argument("--no-pool-aware-percentile", action="store_true")
+    parser.add_argument("--negative-spikes", action="store_true")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/fidelity.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = json.loads(args.json.read_text()) if args.json.is_file() else {}
     print(
-        f"{'net':<14} {'layers':>6} {'min corr':>9} {'agree>median':>13} {'agree all':>10} {'s':>6}"
+        f"{'net':<14} {'layers':>6} {'min corr':>9} {'ideal code':>10} {'agree>median':>13} "
+        f"{'agree all':>10} {'s':>6}"
     )
     for name in args.nets:
         options = {
@@ -102,6 +154,7 @@ def main() -> None:
             "v_init": args.v_init,
             "clamp_steps": args.clamp_steps,
             "pool_aware_percentile": not args.no_pool_aware_percentile,
+            "negative_spikes": args.negative_spikes,
         }
         r = fidelity(name, args.timesteps, args.images, args.calibration, options=options)
         key = "-".join([name] + [f"{k}={v}" for k, v in options.items()])
@@ -110,6 +163,7 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=1))
         print(
             f"{name:<14} {r['spiking_layers']:>6} {r['min_correlation']:>9.4f} "
+            f"{r['ideal_code_min_correlation']:>10.4f} "
             f"{r['agreement_above_median_margin']:>13.3f} {r['agreement_all']:>10.3f} "
             f"{r['seconds']:>6.0f}",
             flush=True,
