@@ -45,19 +45,33 @@ def test_architecture_converts_exactly_and_simulates(name, factory, size) -> Non
     assert all(layer["mean_rate"] >= 0 for layer in result.layers)
 
 
+#: The settings for deep nets: max-norm (no clipping at λ), V(0) = θ/2, negative spikes.
+DEEP = {"percentile": 100.0, "v_init": 0.5, "negative_spikes": True}
+
+
 @pytest.mark.skipif(
     not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
 )
-def test_resnet20_fidelity_without_trained_weights() -> None:
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        pytest.param("resnet20", {}, id="resnet20-defaults"),
+        pytest.param("googlenet", DEEP, id="googlenet-deep-settings"),
+    ],
+)
+def test_fidelity_without_trained_weights(name: str, options: dict) -> None:
     """Random weights, batch-norm statistics from real images: at T = 512 every layer's rates
-    follow the normalized ANN (correlation ≥ 0.9) and confident predictions agree."""
+    follow the normalized ANN (correlation ≥ 0.9, and within 0.02 of what an ideal 512-step
+    rate code scores) and the SNN's top-1 equals the ANN's above the median margin."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from fidelity import fidelity
 
-    report = fidelity("resnet20", timesteps=512, images=16, calibration=200)
+    report = fidelity(name, timesteps=512, images=16, calibration=200, options=options)
     assert report["min_correlation"] >= 0.9, report["layers"]
+    for layer in report["layers"]:
+        assert layer["correlation"] >= layer["ideal_code_correlation"] - 0.02, layer
     assert report["agreement_above_median_margin"] == 1.0
