@@ -67,8 +67,10 @@ class Config:
             −1 spike when V ≤ −θ (V ← V + θ), so their net count stays within
             one spike of max(0, integrated input / θ): spikes fired by a
             transient are taken back. Beyond the paper (off by default); needs
-            reset by subtraction. Costs events (each ±1 spike is one) and is
-            what keeps deep random-weight nets (Inception-v3) faithful.
+            reset by subtraction. Costs events (each ±1 spike is one); on a
+            random-weight GoogLeNet at T = 512 (with percentile 100 and
+            v_init 0.5) it raises the lowest per-layer rate–activation
+            correlation from 0.82 to 0.985.
         binary_threshold: θ of the units replacing binary activations (not
             normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
             clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
