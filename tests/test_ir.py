@@ -236,3 +236,7 @@ def test_non_overlapping_avg_pool_fast_path(
     assert torch.equal(
         op.apply(spikes), F.avg_pool2d(spikes, kernel, kernel, divisor_override=divisor)
     )
+    # Ceil mode keeps the border's partial windows: not the fast path's floor mode.
+    ceil = AvgPool2d(kernel, kernel, ceil_mode=True, divisor_override=divisor).apply(x)
+    expected = F.avg_pool2d(x, kernel, kernel, ceil_mode=True, divisor_override=divisor)
+    torch.testing.assert_close(ceil, expected, atol=1e-6, rtol=1e-6)

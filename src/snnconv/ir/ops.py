@@ -228,19 +228,15 @@ class ReLU(Op):
 
 def _tiled_mean(x: Tensor, kernel: tuple[int, int], divisor: int | None) -> Tensor:
     """Average pooling with non-overlapping windows (stride = kernel, no padding, floor
-    mode) as a few strided additions: several times faster than ``F.avg_pool2d`` on
-    CPUs for small kernels; equal for spikes, within float rounding otherwise."""
+    mode) as strided additions: several times faster than ``F.avg_pool2d`` on CPUs for
+    small kernels; equal for spikes, within float rounding otherwise."""
     kh, kw = kernel
     h, w = x.shape[-2] // kh, x.shape[-1] // kw
     rows = x[..., : h * kh, : w * kw].unflatten(-1, (w, kw))  # [..., H, w, kw]
-    acc = rows[..., 0] if kw > 1 else rows[..., 0].clone()
-    for j in range(1, kw):
-        acc = acc + rows[..., j] if j == 1 else acc.add_(rows[..., j])
+    acc = sum((rows[..., j] for j in range(1, kw)), rows[..., 0])
     cols = acc.unflatten(-2, (h, kh))  # [..., h, kh, w]
-    out = cols[..., 0, :] + cols[..., 1, :] if kh > 1 else cols[..., 0, :].clone()
-    for i in range(2, kh):
-        out.add_(cols[..., i, :])
-    return out.div_(divisor or kh * kw)
+    out = sum((cols[..., i, :] for i in range(1, kh)), cols[..., 0, :])
+    return out / (divisor or kh * kw)
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,7 +258,8 @@ class AvgPool2d(Op):
 
     def apply(self, *inputs: Tensor) -> Tensor:
         x = inputs[0]
-        if self.stride == self.kernel_size and self.padding == (0, 0) and x.dim() == 4:
+        tiled = self.stride == self.kernel_size and self.padding == (0, 0)
+        if tiled and not self.ceil_mode and x.dim() == 4:
             return _tiled_mean(x, self.kernel_size, self.divisor_override)
         return F.avg_pool2d(
             x,
