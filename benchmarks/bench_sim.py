@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import snnconv
-from common import fashion_mnist, median_time, reference_net
+from common import fashion_mnist, median_time, reference_net, reset_peak_memory, status_mib
 from snnconv.sim.reference import run_graph
 from snnconv.sim.simulator import Simulator
 
@@ -36,13 +36,6 @@ def _converted(name: str) -> tuple[snnconv.SpikingNetwork, torch.Tensor, torch.T
     network = snnconv.convert(reference_net(name), calibration, snnconv.Config(device="cpu"))
     x, y = test.tensors
     return network, x, y
-
-
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def memory_child(name: str, timesteps: int, batch: int, chunk: int | None) -> None:
@@ -56,17 +49,17 @@ def memory_child(name: str, timesteps: int, batch: int, chunk: int | None) -> No
     xb, yb = x[:batch].clone(), y[:batch].clone()
     del x, y
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (Linux)
-    before = _status_mib("VmRSS")
+    reset_peak_memory(torch.device("cpu"))
+    before = status_mib("VmRSS")
     Simulator(network.graph, chunk=chunk).run(xb, yb, timesteps)
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "sim_peak_mib": peak,
                 "before_sim_mib": before,
-                "sim_increase_mib": peak - before,
+                "sim_increase_mib": None if peak is None or before is None else peak - before,
                 "process_peak_mib": process_peak,
             }
         )

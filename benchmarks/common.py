@@ -142,15 +142,20 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory(device: torch.device) -> dict[str, float | None]:
-    """Peaks since :func:`reset_peak_memory`, in MiB (None where not measurable)."""
+def status_mib(field: str) -> float | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MiB; None off Linux."""
     status = Path("/proc/self/status")
-    rss = None
     if status.exists():
         for line in status.read_text().splitlines():
             key, _, value = line.partition(":")
-            if key == "VmHWM":
-                rss = int(value.split()[0]) / 1024
+            if key == field:
+                return int(value.split()[0]) / 1024
+    return None
+
+
+def peak_memory(device: torch.device) -> dict[str, float | None]:
+    """Peaks since :func:`reset_peak_memory`, in MiB (None where not measurable)."""
+    rss = status_mib("VmHWM")
     cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"peak_rss_mib": rss, "cuda_peak_mib": cuda}
 

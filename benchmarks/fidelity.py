@@ -7,7 +7,8 @@ correlation between SNN rates and normalized ANN activations, and whether the
 SNN's top-1 equals the ANN's on the inputs whose ANN top-1 margin is above the
 median. Beside each layer's correlation it reports the "ideal code" correlation:
 that of the same ANN whose every layer passes on its activation clipped at λ and
-rounded to the T-step grid, the most any rate-coded SNN could score at T.
+rounded to the T-step grid (as V(0) = θ/2 rounds), i.e. what an ideal T-step rate
+code scores: the loss that is the code's rather than the conversion's.
 
 Usage: python benchmarks/fidelity.py [--nets resnet18 googlenet ...] [--timesteps 512]
        [--images 48] [--json benchmarks/results/fidelity.json]
@@ -57,8 +58,8 @@ class IdealRateCode(Op):
 
 def ideal_code_correlations(graph: Graph, x: Tensor, timesteps: int) -> dict[str, float]:
     """Per spiking layer, the correlation of the normalized ANN activations with those of
-    the same network whose every layer passes on an ideal T-step rate code: the best any
-    rate-coded SNN could score at T (clipping at λ and 1/T quantization, compounded)."""
+    the same network whose every layer passes on an ideal T-step rate code (clipping at λ
+    and 1/T quantization, compounded through the layers)."""
     layers = [n.name for n in graph.nodes if isinstance(n.op, IFNeuron)]
     ideal = graph.replace_nodes(
         [

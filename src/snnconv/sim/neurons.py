@@ -14,6 +14,7 @@ With constant z ∈ [0, θ] and V(0) = 0, reset by subtraction emits exactly
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -104,14 +105,13 @@ def if_scan(
         count: Net spike count per neuron (updated in place) of IF neurons with
             negative spikes (see :func:`if_step_signed`); None for plain IF.
     """
+    if count is not None:
+        step: StepFn = partial(if_step_signed, count=count)
+    else:
+        step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
     held = min(max(held, 0), steps)
     spikes[:held].zero_()
-    if count is not None:
-        for k in range(held, steps):
-            if_step_signed(v, z if constant else z[k], threshold, spikes[k], count)
-        return spikes
-    step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
     for k in range(held, steps):
         step(v, z if constant else z[k], threshold, spikes[k])
     return spikes
