@@ -19,7 +19,12 @@ from snnconv.passes.calibrate import (
 from snnconv.passes.fold_batchnorm import fold_batchnorm
 from snnconv.passes.normalize import normalize
 from snnconv.passes.shapes import infer_shapes
-from snnconv.passes.simplify import remove_dropout, remove_output_softmax, replace_maxpool
+from snnconv.passes.simplify import (
+    fold_replicating_pool,
+    remove_dropout,
+    remove_output_softmax,
+    replace_maxpool,
+)
 from snnconv.passes.to_spiking import to_spiking
 
 Pass = Callable[[Graph], Graph]
@@ -29,6 +34,7 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (
     infer_shapes,
     fold_batchnorm,
     remove_dropout,
+    fold_replicating_pool,
     remove_output_softmax,
     infer_shapes,
 )
@@ -58,8 +64,9 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
 
 
 def prepare_ann(graph: Graph, config: Config | None = None) -> Graph:
-    """The structural passes: shapes, batch-norm folding, dropout and output-softmax
-    removal, and (if configured) max-pool replacement."""
+    """The structural passes: shapes, batch-norm folding, dropout removal, folding
+    of pixel-copying adaptive pools, output-softmax removal, and (if configured)
+    max-pool replacement."""
     from snnconv.config import MaxPoolMode
 
     passes = list(DEFAULT_PIPELINE)
