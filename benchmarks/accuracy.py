@@ -45,6 +45,7 @@ VARIANTS = {
         "pool_aware_percentile": False,
     },
     "p99.9-maxpool-as-avgpool": {"percentile": 99.9, "reset": "subtract", "maxpool": "average"},
+    "p99.9-subtract-bfloat16": {"percentile": 99.9, "reset": "subtract", "precision": "bfloat16"},
 }
 STEPS = (8, 16, 32, 64, 128, 256)
 

@@ -2,8 +2,8 @@
 
 For each network and T, measured in one run on the same images and batches:
   * snnconv: ratio = simulation time ÷ (T × one forward pass of the folded,
-    normalized ANN, i.e. the converted graph run as an ANN; the dense floor is
-    1.0), seconds per 1,000 images, images/s, image·steps/s, top-1 after T
+    normalized float32 ANN, i.e. the converted graph run as an ANN; the dense
+    floor is 1.0), seconds per 1,000 images, images/s, image·steps/s, top-1 after T
     steps, peak memory of the timed run (RSS; on CUDA also the allocator peak);
   * the peers, when their environment exists (``bash benchmarks/peers/setup.sh``
     or ``--peer-python``): SpikingJelly in single- and multi-step mode and
@@ -26,8 +26,8 @@ Not part of the test suite: a full run takes long on a small CPU.
 
 Usage: python benchmarks/speed.py [--nets lenet_avg vgg_bn vgg11_bn resnet20]
        [--timesteps 32 256] [--batch 256] [--images 1000] [--threads 2] [--device cpu|cuda]
-       [--chunk K] [--peer-chunk 32] [--json benchmarks/results/speed.json]
-       [--no-peers | --peer-python PATH] [--no-memory]
+       [--chunk K] [--precision float32 bfloat16] [--peer-chunk 32]
+       [--json benchmarks/results/speed.json] [--no-peers | --peer-python PATH] [--no-memory]
 """
 
 from __future__ import annotations
@@ -87,13 +87,21 @@ def folded_forward_seconds(graph: Graph, x: Tensor, batch: int, device: torch.de
     )
 
 
-def snnconv_results(bench: BenchmarkNet, args: argparse.Namespace, device: torch.device) -> dict:
-    """Convert with snnconv, then time the simulator and the folded ANN on the same batches."""
+def tool_name(precision: str) -> str:
+    """The results' key for snnconv simulating in ``precision``."""
+    return OURS if precision == "float32" else f"{OURS}-{precision}"
+
+
+def snnconv_results(
+    bench: BenchmarkNet, args: argparse.Namespace, device: torch.device, precision: str
+) -> dict:
+    """Convert with snnconv, then time the simulator (conv/linear layers in ``precision``)
+    and the folded float32 ANN on the same batches."""
     start = time.perf_counter()
     config = snnconv.Config(device=args.device, percentile=args.percentile, batch_size=args.batch)
     network = snnconv.convert(bench.model, bench.calibration, config)
     convert_seconds = time.perf_counter() - start
-    sim = Simulator(network.graph, device=device, chunk=args.chunk)
+    sim = Simulator(network.graph, device=device, chunk=args.chunk, precision=precision)
 
     def run(x: Tensor, y: Tensor, timesteps: int) -> Tensor:
         return sim.run(x, y, timesteps, record_spikes=args.record_spikes).correct_top1
@@ -107,6 +115,7 @@ def snnconv_results(bench: BenchmarkNet, args: argparse.Namespace, device: torch
         "conversion": {
             "percentile": args.percentile,
             "chunk": sim.chunk,
+            "precision": precision,
             "record_spikes": args.record_spikes,
             "readout": "accumulated output current",
         },
@@ -205,9 +214,9 @@ def print_net(name: str, entry: dict, args: argparse.Namespace) -> None:
                 f"{_fmt(run.get('ratio'), '.2f'):>6} {ours / run['image_steps_per_s']:>7.2f} "
                 f"{_fmt(memory, '.0f'):>9}"
             )
-        best = entry["speedup_vs_spikingjelly_best"].get(t)
-        if best is not None:
-            print(f"{'':>7}ours ÷ best SpikingJelly mode (image·steps/s): {best:.2f}×")
+        for tool, speedups in entry["speedup_vs_spikingjelly_best"].items():
+            if t in speedups:
+                print(f"{'':>7}{tool} ÷ best SpikingJelly mode (image·steps/s): {speedups[t]:.2f}×")
     print(f"  within 1 point of the ANN ({entry['ann_top1'] - 0.01:.2%} or more from step t on):")
     for tool, result in entry["within_one_point"].items():
         if result.get("timesteps") is None:
@@ -230,16 +239,17 @@ def merge(entry: dict, peer_entry: dict | None) -> None:
     if peer_entry is not None:
         entry["tools"].update(peer_entry["tools"])
         entry["peer_ann_top1"] = peer_entry["ann_top1"]
-    ours = entry["tools"][OURS]["runs"]
     entry["speedup_vs_spikingjelly_best"] = {}
-    for t, run in ours.items():
-        sj = [
-            entry["tools"][tool]["runs"][t]["image_steps_per_s"]
-            for tool in SPIKINGJELLY
-            if "runs" in entry["tools"].get(tool, {})
-        ]
-        if sj:
-            entry["speedup_vs_spikingjelly_best"][t] = run["image_steps_per_s"] / max(sj)
+    for ours in (tool for tool in entry["tools"] if tool.startswith(OURS)):
+        speedups = entry["speedup_vs_spikingjelly_best"].setdefault(ours, {})
+        for t, run in entry["tools"][ours]["runs"].items():
+            sj = [
+                entry["tools"][tool]["runs"][t]["image_steps_per_s"]
+                for tool in SPIKINGJELLY
+                if "runs" in entry["tools"].get(tool, {})
+            ]
+            if sj:
+                speedups[t] = run["image_steps_per_s"] / max(sj)
     entry["within_one_point"] = {
         tool: within_one_point(result, entry["ann_top1"])
         for tool, result in entry["tools"].items()
@@ -265,6 +275,13 @@ def main() -> None:
     add_speed_arguments(parser)
     parser.add_argument("--chunk", type=int, help="snnconv's steps per chunk (device default)")
     parser.add_argument("--record-spikes", action="store_true", help="count spikes (off: peers)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["float32", "bfloat16", "float16"],
+        default=["float32"],
+        help="snnconv's conv/linear format(s), each timed as its own row (float32 always first)",
+    )
     parser.add_argument("--peer-chunk", type=int, default=32, help="peers' steps per call")
     parser.add_argument("--peer-python", type=Path, help=f"default: {PEER_PYTHON}")
     parser.add_argument("--no-peers", action="store_true")
@@ -274,6 +291,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the T=64/1024 RSS runs")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
+    args.precision = ["float32", *(p for p in dict.fromkeys(args.precision) if p != "float32")]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -294,7 +312,9 @@ def main() -> None:
             "labels_from_ann": bench.labels_from_ann,
             "images": len(bench.x),
             "majority_label_share": torch.bincount(bench.y).max().item() / len(bench.y),
-            "tools": {OURS: snnconv_results(bench, args, device)},
+            "tools": {
+                tool_name(p): snnconv_results(bench, args, device, p) for p in args.precision
+            },
         }
         if args.no_memory:
             continue

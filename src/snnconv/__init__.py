@@ -12,7 +12,7 @@ Quick use::
 __version__ = "0.1.0"
 
 from snnconv.api import convert, evaluate
-from snnconv.config import Config
+from snnconv.config import Config, Precision
 from snnconv.errors import (
     ConfigError,
     DataError,
@@ -36,6 +36,7 @@ __all__ = [
     "InputEncoding",
     "ModelLoadError",
     "NumericalError",
+    "Precision",
     "ResetMode",
     "ShapeError",
     "SnnconvError",

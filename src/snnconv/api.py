@@ -208,6 +208,7 @@ def evaluate(
             network.graph,
             device=device,
             chunk=config.chunk,
+            precision=config.precision,
             input_encoding=config.input_encoding,
             seed=config.seed,
             readout=config.readout,

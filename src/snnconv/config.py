@@ -23,6 +23,29 @@ class MaxPoolMode(enum.Enum):
     """Replace max-pooling by average pooling: this changes the ANN."""
 
 
+class Precision(enum.Enum):
+    """Number format of the synaptic layers (conv, linear) between spiking layers.
+
+    Spikes (0, ±1) are exact in every format; the membrane potentials, the
+    layers computed once from the analog input, the layers that feed the
+    readout and all counts stay float32 whatever the choice.
+    """
+
+    FLOAT32 = "float32"
+    """Exact float32 (the default)."""
+    BFLOAT16 = "bfloat16"
+    """Weights rounded to bfloat16 (8 significant bits) and the layers' input
+    currents returned in bfloat16; about 2× faster convolutions on CPUs with
+    AVX512-BF16 or AMX, and on GPUs. Measure the accuracy effect (guide §6)."""
+    FLOAT16 = "float16"
+    """Weights and currents in float16 (11 significant bits); for GPUs."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The torch dtype."""
+        return getattr(torch, self.value)
+
+
 @dataclass(frozen=True)
 class Config:
     """Options of conversion and simulation, with the paper's defaults.
@@ -75,6 +98,10 @@ class Config:
             normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
             clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
             V > 0 for all practical inputs, as H(z) = [z > 0] requires.
+        precision: Number format of the synaptic layers between spiking layers:
+            ``Precision.FLOAT32`` (exact, default), ``BFLOAT16`` or ``FLOAT16``
+            (faster where the hardware has them; the accuracy effect must be
+            measured, see :class:`Precision`).
         energy_ac_pj: Energy of one synaptic accumulate (SOP) for the energy
             estimate, in pJ (default 0.9: a 32-bit float add in 45 nm CMOS,
             Horowitz 2014).
@@ -101,6 +128,7 @@ class Config:
     clamp_steps: int = 0
     negative_spikes: bool = False
     binary_threshold: float | None = None
+    precision: Precision = Precision.FLOAT32
     energy_ac_pj: float = 0.9
     energy_mac_pj: float = 4.6
 
@@ -114,6 +142,7 @@ class Config:
         "threads",
         "seed",
         "chunk",
+        "precision",
         "energy_ac_pj",
         "energy_mac_pj",
     )
@@ -201,4 +230,5 @@ _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "readout": Readout,
     "maxpool": MaxPoolMode,
     "rate_estimator": RateEstimator,
+    "precision": Precision,
 }

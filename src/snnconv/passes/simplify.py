@@ -129,22 +129,24 @@ def fold_replicating_pool(graph: Graph) -> Graph:
         if out_h % height or out_w % width:
             continue
         users = graph.users(node.name)
-        if len(users) != 1 or not isinstance(users[0].op, Reshape):
+        if len(users) != 1:
             continue
         flatten = users[0]
         consumers = graph.users(flatten.name)
         if (
-            flatten.op.shape != (channels * out_h * out_w,)
+            not isinstance(flatten.op, Reshape)
+            or flatten.op.shape != (channels * out_h * out_w,)
             or len(consumers) != 1
-            or not isinstance(consumers[0].op, Linear)
         ):
             continue
-        linear = consumers[0]
+        linear = consumers[0].op
+        if not isinstance(linear, Linear):
+            continue
         kh, kw = out_h // height, out_w // width
-        weight = linear.op.weight.double()
+        weight = linear.weight.double()
         weight = weight.reshape(weight.shape[0], channels, height, kh, width, kw).sum((3, 5))
-        folded = dataclasses.replace(linear.op, weight=weight.reshape(weight.shape[0], -1).float())
-        graph = graph.with_op(linear.name, folded, repeats_folded=(kh, kw))
+        folded = dataclasses.replace(linear, weight=weight.reshape(weight.shape[0], -1).float())
+        graph = graph.with_op(consumers[0].name, folded, repeats_folded=(kh, kw))
         flat = (channels * height * width,)
         graph = graph.with_op(flatten.name, Reshape(flat), shape=flat)
         return fold_replicating_pool(graph.bypass(node.name))

@@ -10,26 +10,41 @@ spiking layer) are computed once per batch.
 The readout is the output layer's accumulated input current (its membrane
 potential without threshold or reset); the class ranking after every step
 gives the accuracy at every t in one run.
+
+With a reduced ``precision`` (bfloat16, float16) the time-varying conv and
+linear layers run in that format: their inputs (spikes, or averages of spikes)
+are converted to it, the weights are rounded once, and their outputs are
+converted back to float32. Everything else (IF updates, pooling, adds, the
+static layers, the layers feeding the readout, every count) stays float32:
+on CPUs, elementwise work in bfloat16 or mixed dtypes is several times slower.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from snnconv.config import Precision
 from snnconv.errors import ConfigError
 from snnconv.ir import (
     SPIKING_OPS,
     BinaryKind,
     BinaryNeuron,
+    Conv2d,
     Graph,
     IFNeuron,
     Input,
     InputEncoding,
+    Linear,
     MaxPool2d,
+    Op,
     Readout,
 )
 from snnconv.passes.device import graph_to
@@ -39,6 +54,42 @@ from snnconv.sim.reference import check_input, last_uses
 
 #: Default steps per chunk by device type, chosen by ``benchmarks/bench_sim.py``.
 DEFAULT_CHUNK: dict[str, int] = {"cpu": 1, "cuda": 16}
+
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_malloc_tuned: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed tensors' memory instead of unmapping it (once per process).
+
+    PyTorch's CPU tensors come straight from ``malloc``. With glibc's defaults a
+    multi-megabyte tensor is often mapped fresh (or the heap trimmed and grown
+    again), so every step of a simulation writes into new pages and takes a page
+    fault per 4 KiB: on the VGG-style net at batch 256 about 6,300 faults per
+    step, which cost a quarter of the step (and made the times vary between
+    runs). Setting ``M_MMAP_THRESHOLD`` to its maximum (32 MiB) and
+    ``M_TRIM_THRESHOLD`` to 1 GiB keeps freed blocks for reuse: no faults after
+    the first steps. The process's resident memory then stays near its peak
+    instead of shrinking after large frees.
+
+    Called by :class:`Simulator` on CPU; does nothing where glibc is absent
+    (macOS, Windows, musl) or ``SNNCONV_MALLOC_DEFAULTS=1`` is set. Returns
+    whether the thresholds are set.
+    """
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        _malloc_tuned = False
+        if sys.platform.startswith("linux") and os.environ.get("SNNCONV_MALLOC_DEFAULTS") != "1":
+            try:
+                mallopt = ctypes.CDLL("libc.so.6").mallopt
+            except (OSError, AttributeError):
+                return False
+            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+                mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+            )
+    return _malloc_tuned
 
 
 def default_chunk(device: torch.device) -> int:
@@ -88,6 +139,8 @@ class Simulator:
             :mod:`snnconv.metrics.operations`): the synaptic operations of each
             source's events are counted per step (events weighted by fan-out,
             inside the spike-count reduction).
+        precision: Number format of the time-varying conv and linear layers
+            (see :class:`~snnconv.config.Precision`; float32 by default).
     """
 
     def __init__(
@@ -100,8 +153,11 @@ class Simulator:
         seed: int = 0,
         readout: Readout = Readout.POTENTIAL,
         fan_out: dict[str, Tensor] | None = None,
+        precision: Precision | str = Precision.FLOAT32,
     ):
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.graph = graph_to(graph, self.device)
         self.chunk = int(chunk) if chunk is not None else default_chunk(self.device)
         if self.chunk < 1:
@@ -131,6 +187,34 @@ class Simulator:
             name: f.reshape(-1).to(self.device, torch.float64)
             for name, f in (fan_out or {}).items()
         }
+        try:
+            self.precision = Precision(precision)
+        except ValueError:
+            raise ConfigError(
+                f"precision must be one of {[p.value for p in Precision]}, got {precision!r}"
+            ) from None
+        #: ``{node: op}`` of the weighted layers that run time-varying: in the chosen
+        #: format, except those whose output reaches the readout without an IF layer.
+        self.synaptic: dict[str, Op] = {}
+        readout_path = self._readout_path()
+        for node in self.graph.nodes:
+            op = node.op
+            if node.name in self.static or not isinstance(op, (Conv2d, Linear)):
+                continue
+            dtype = torch.float32 if node.name in readout_path else self.precision.dtype
+            self.synaptic[node.name] = dataclasses.replace(
+                op,
+                weight=op.weight.to(dtype),
+                bias=None if op.bias is None else op.bias.to(dtype),
+            )
+
+    def _readout_path(self) -> set[str]:
+        """The nodes from which the output is reached without passing a spiking layer."""
+        path = {self.graph.output}
+        for node in reversed(self.graph.nodes):
+            if node.name in path and not isinstance(node.op, SPIKING_OPS):
+                path.update(node.inputs)
+        return path
 
     @torch.no_grad()
     def run(
@@ -357,6 +441,8 @@ class Simulator:
                 values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
                 if node.name in sop_counts:
                     self._count(node.name, pooled.abs(), k, spike_counts, sop_counts)
+            elif node.name in self.synaptic:
+                values[node.name] = self._synaptic(node.name, node.inputs[0], values, static, k)
             else:
                 values[node.name] = op.apply(
                     *(self._block(n, values, static, k) for n in node.inputs)
@@ -365,6 +451,15 @@ class Simulator:
                 if self.last_use[name] == i:
                     values.pop(name, None)
         return values
+
+    def _synaptic(
+        self, name: str, source: str, values: dict[str, Tensor], static: dict[str, Tensor], k: int
+    ) -> Tensor:
+        """A time-varying conv/linear layer over a chunk, in its format (float32 out)."""
+        op = self.synaptic[name]
+        dtype = op.weight.dtype  # type: ignore[attr-defined]
+        x = self._block(source, values, static, k)
+        return op.apply(x.to(dtype)).float()
 
     def _count(
         self,
