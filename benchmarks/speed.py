@@ -8,7 +8,8 @@ For each network and T, measured in one run on the same images and batches:
   * the peers, when their environment exists (``bash benchmarks/peers/setup.sh``
     or ``--peer-python``): SpikingJelly in single- and multi-step mode and
     sinabs (``benchmarks/peers/run_peers.py`` in a subprocess, with the same
-    settings), each with its accuracy beside its time; column "ours÷it" is our
+    settings and snnconv's malloc thresholds), each with its accuracy beside its
+    time; column "ours÷it" is our
     image·steps/s ÷ the tool's; a network a peer cannot convert shows why;
   * for each tool, the time to come within 1 point of the ANN: seconds per
     1,000 images at the smallest t from which its accuracy (read after every
@@ -167,7 +168,14 @@ def run_peers(args: argparse.Namespace) -> dict:
         "--sinabs-normalize", args.sinabs_normalize,
     ]
     # fmt: on
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    # The peers get the malloc thresholds snnconv's CPU simulator sets for itself
+    # (``keep_freed_memory``): no tool is slowed by page faults on fresh tensors.
+    env = {
+        **os.environ,
+        "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    }
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return {"error": f"peer run failed (exit {done.returncode}); see its messages above"}
