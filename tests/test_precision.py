@@ -32,20 +32,23 @@ def network() -> tuple[snnconv.SpikingNetwork, torch.Tensor, torch.Tensor]:
     return snn, x, y
 
 
-def on_grid(graph: Graph, static: set[str], step: float = 2.0**-3) -> Graph:
-    """The time-varying conv/linear layers with weights in {−step, 0, step} and biases
-    on a 2⁻⁵ grid in [−1, 1].
+def on_grid(graph: Graph, static: set[str]) -> Graph:
+    """The time-varying conv/linear layers with weights in {−1/16, 0, 1/16} and biases
+    on a 2⁻⁵ grid in [−1/2, 1/2], so that every weight and current is exact in
+    bfloat16's 8-bit significand (and float16's 11).
 
-    The tiny CNN's time-varying layers then see inputs on a 1/4 grid (spikes, or 2×2
-    averages of spikes) with fan-in ≤ 96, so every current is a multiple of 2⁻⁵ below
-    2³ in magnitude: exact in bfloat16's and float16's significands, as are the weights.
+    The tiny CNN's lowered layers are its second conv, whose 36 inputs are 2×2
+    averages of spikes (a 1/4 grid in [0, 1]): currents on a 2⁻⁶ grid with
+    |z| ≤ 36/16 + 1/2 < 4, i.e. fewer than 256 grid steps; and the hidden Linear,
+    whose 96 inputs are spikes: currents on a 2⁻⁵ grid with |z| ≤ 96/16 + 1/2 < 8,
+    again fewer than 256 steps. (The output Linear stays float32.)
     """
     nodes = []
     for n in graph.nodes:
         if n.name not in static and isinstance(n.op, (Conv2d, Linear)):
             w = n.op.weight
-            w = torch.sign(w) * (w.abs() > w.abs().median()) * step
-            b = None if n.op.bias is None else (n.op.bias * 32).round().clamp(-32, 32) / 32
+            w = torch.sign(w) * (w.abs() > w.abs().median()) / 16
+            b = None if n.op.bias is None else (n.op.bias * 32).round().clamp(-16, 16) / 32
             n = dataclasses.replace(n, op=dataclasses.replace(n.op, weight=w, bias=b))
         nodes.append(n)
     return graph.replace_nodes(nodes)
@@ -81,11 +84,12 @@ def test_rounded_weights_change_spike_counts_little(network, precision) -> None:
 def test_readout_and_static_layers_stay_float32(network) -> None:
     snn, _, _ = network
     sim = Simulator(snn.graph, precision="bfloat16")
-    dtypes = {name: op.weight.dtype for name, op in sim.synaptic.items()}  # type: ignore[attr-defined]
-    output = snn.graph.output
-    assert dtypes.pop(output) == torch.float32
-    assert set(dtypes.values()) == {torch.bfloat16}
-    assert not sim.static & set(sim.synaptic)  # the analog first layer is not lowered
+    weighted = {n.name for n in sim.graph.nodes if isinstance(n.op, (Conv2d, Linear))} - sim.static
+    # Every time-varying layer is lowered except the readout layer, which runs in float32.
+    assert set(sim.reduced) == weighted - {snn.graph.output}
+    assert {op.weight.dtype for op in sim.reduced.values()} == {torch.bfloat16}
+    assert not sim.static & set(sim.reduced)  # the analog first layer is not lowered
+    assert Simulator(snn.graph).reduced == {}  # float32 runs every layer as it is
     # The graph (also the ANN the evaluation compares with) keeps float32 weights.
     for node in sim.graph.nodes:
         if isinstance(node.op, (Conv2d, Linear)):

@@ -14,7 +14,8 @@ from models import tiny_cnn
 from snnconv import ConfigError, ShapeError
 from snnconv.ir import Conv2d, Graph, IFNeuron, Input, InputEncoding, Linear, Node, ResetMode
 from snnconv.passes import infer_shapes
-from snnconv.sim.simulator import BatchResult, Simulator, keep_freed_memory
+from snnconv.sim import simulator
+from snnconv.sim.simulator import BatchResult, Simulator
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -225,8 +226,10 @@ def test_freed_tensors_are_reused_without_page_faults() -> None:
     assert float(faults) < 100, f"{faults} page faults per step"
 
 
-def test_cpu_simulator_tunes_malloc_once(network: tuple) -> None:
+def test_cpu_simulator_tunes_malloc(network: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a CPU simulator sets the thresholds (read before anything else could)."""
     snn, _, _ = network
+    monkeypatch.setattr(simulator, "_malloc_tuned", None)
     Simulator(snn.graph, device="cpu")
     opted_out = os.environ.get("SNNCONV_MALLOC_DEFAULTS") == "1"
-    assert keep_freed_memory() is (sys.platform.startswith("linux") and not opted_out)
+    assert simulator._malloc_tuned is (sys.platform.startswith("linux") and not opted_out)

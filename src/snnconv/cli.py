@@ -199,8 +199,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         default="float32",
         help="number format of the conv/linear layers between spiking layers: float32 "
-        "(exact, default), bfloat16 (about 2x faster convolutions on CPUs with AVX512-BF16 "
-        "or AMX, and on GPUs) or float16 (GPUs); measure the accuracy effect",
+        "(exact, default), bfloat16 (faster convolutions on CPUs with AVX512-BF16 or AMX, "
+        "and on GPUs) or float16 (GPUs); measure the accuracy effect",
     )
     g.add_argument(
         "--progress",

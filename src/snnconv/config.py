@@ -34,11 +34,12 @@ class Precision(enum.Enum):
     FLOAT32 = "float32"
     """Exact float32 (the default)."""
     BFLOAT16 = "bfloat16"
-    """Weights rounded to bfloat16 (8 significant bits) and the layers' input
-    currents returned in bfloat16; about 2× faster convolutions on CPUs with
-    AVX512-BF16 or AMX, and on GPUs. Measure the accuracy effect (guide §6)."""
+    """Weights rounded to bfloat16 (8 significant bits), the layers computed in it
+    and their outputs (the currents) converted back to float32 with 8 significant
+    bits; faster convolutions on CPUs with AVX512-BF16 or AMX, and on GPUs.
+    Measure the accuracy effect (guide §6)."""
     FLOAT16 = "float16"
-    """Weights and currents in float16 (11 significant bits); for GPUs."""
+    """The same with float16 (11 significant bits); for GPUs."""
 
     @property
     def dtype(self) -> torch.dtype:

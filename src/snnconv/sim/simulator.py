@@ -44,7 +44,6 @@ from snnconv.ir import (
     InputEncoding,
     Linear,
     MaxPool2d,
-    Op,
     Readout,
 )
 from snnconv.passes.device import graph_to
@@ -193,20 +192,25 @@ class Simulator:
             raise ConfigError(
                 f"precision must be one of {[p.value for p in Precision]}, got {precision!r}"
             ) from None
-        #: ``{node: op}`` of the weighted layers that run time-varying: in the chosen
-        #: format, except those whose output reaches the readout without an IF layer.
-        self.synaptic: dict[str, Op] = {}
-        readout_path = self._readout_path()
-        for node in self.graph.nodes:
-            op = node.op
-            if node.name in self.static or not isinstance(op, (Conv2d, Linear)):
-                continue
-            dtype = torch.float32 if node.name in readout_path else self.precision.dtype
-            self.synaptic[node.name] = dataclasses.replace(
-                op,
-                weight=op.weight.to(dtype),
-                bias=None if op.bias is None else op.bias.to(dtype),
-            )
+        #: ``{node: op with weights in the reduced format}`` of the time-varying conv and
+        #: linear layers that run in it: all of them, except those whose output reaches
+        #: the readout without an IF layer. Empty in float32 (every layer runs as is).
+        self.reduced: dict[str, Conv2d | Linear] = {}
+        dtype = self.precision.dtype
+        if dtype != torch.float32:
+            readout_path = self._readout_path()
+            for node in self.graph.nodes:
+                op = node.op
+                if (
+                    isinstance(op, (Conv2d, Linear))
+                    and node.name not in self.static
+                    and node.name not in readout_path
+                ):
+                    self.reduced[node.name] = dataclasses.replace(
+                        op,
+                        weight=op.weight.to(dtype),
+                        bias=None if op.bias is None else op.bias.to(dtype),
+                    )
 
     def _readout_path(self) -> set[str]:
         """The nodes from which the output is reached without passing a spiking layer."""
@@ -441,8 +445,12 @@ class Simulator:
                 values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
                 if node.name in sop_counts:
                     self._count(node.name, pooled.abs(), k, spike_counts, sop_counts)
-            elif node.name in self.synaptic:
-                values[node.name] = self._synaptic(node.name, node.inputs[0], values, static, k)
+            elif node.name in self.reduced:
+                # Spikes and their averages are float32 everywhere else: convert at the
+                # layer's boundaries only (elementwise work in bf16 is slow on CPUs).
+                x = self._block(node.inputs[0], values, static, k)
+                reduced = self.reduced[node.name]
+                values[node.name] = reduced.apply(x.to(reduced.weight.dtype)).float()
             else:
                 values[node.name] = op.apply(
                     *(self._block(n, values, static, k) for n in node.inputs)
@@ -451,15 +459,6 @@ class Simulator:
                 if self.last_use[name] == i:
                     values.pop(name, None)
         return values
-
-    def _synaptic(
-        self, name: str, source: str, values: dict[str, Tensor], static: dict[str, Tensor], k: int
-    ) -> Tensor:
-        """A time-varying conv/linear layer over a chunk, in its format (float32 out)."""
-        op = self.synaptic[name]
-        dtype = op.weight.dtype  # type: ignore[attr-defined]
-        x = self._block(source, values, static, k)
-        return op.apply(x.to(dtype)).float()
 
     def _count(
         self,
