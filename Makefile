@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_CONSTRAINT ?= .ci/constraints.txt
 PIP_CONSTRAINT_ENV := $(if $(TORCH_CONSTRAINT),PIP_CONSTRAINT=$(abspath $(TORCH_CONSTRAINT)),)
 
-.PHONY: demo test lint typecheck install bench bench-ops bench-speed bench-peers-env clean
+.PHONY: demo test lint typecheck install system-deps bench bench-ops bench-speed bench-peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,22 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# Debian's chromium, for the test that opens report.html in a real headless browser: installed
+# here where it can be (root with apt-get); otherwise the test run ends with a line naming what
+# it skipped and the command that enables it. The tests need no data set (see the README).
+CHROMIUM ?= /usr/bin/chromium
+system-deps:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the report test (apt-get install chromium)"; \
+	  ( export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null ) || \
+	  echo "could not install chromium: the report's browser test will be skipped"; \
+	else \
+	  echo "no $(CHROMIUM) and no root apt-get: the report's browser test will be skipped"; \
+	fi
+
+test: lint typecheck system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) --durations=15
 
 bench: install

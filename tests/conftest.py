@@ -26,6 +26,21 @@ ImportFn = Callable[[torch.nn.Module, torch.Tensor], Graph]
 IMPORTERS: dict[str, ImportFn] = {"export": import_torch, "fx": import_fx}
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """End with one line: how many tests were skipped, why, and what enables them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    listing = "; ".join(f"{count} × {reason}" for reason, count in reasons.items())
+    terminalreporter.write_line(f"skipped {len(skipped)} test(s): {listing}")
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     """Every test starts from the same torch seed."""

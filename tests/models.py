@@ -382,3 +382,11 @@ class DataDependentBranch(nn.Module):
         if x.sum() > 0:
             x = torch.relu(x)
         return self.fc(x)
+
+
+def fashion_mnist_train_sample() -> torch.utils.data.TensorDataset:
+    """1,000 real Fashion-MNIST training images, the same on every machine: the default
+    calibration draw, which the embedded sample holds and the full set gives too."""
+    from snnconv.data import calibration_subset, load_dataset
+
+    return calibration_subset(load_dataset("fashion-mnist", "train"), 1000, seed=0)

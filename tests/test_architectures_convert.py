@@ -49,10 +49,6 @@ def test_architecture_converts_exactly_and_simulates(name, factory, size) -> Non
 DEEP = {"percentile": 100.0, "v_init": 0.5, "negative_spikes": True}
 
 
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
 @pytest.mark.parametrize(
     ("name", "options"),
     [

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 import snnconv
+from models import fashion_mnist_train_sample
 from snnconv import zoo
 from snnconv.ir import BatchNorm, BinaryActivation, BinaryKind, BinaryNeuron, Conv2d, Input, Linear
 from snnconv.ir.graph import Graph, Node
@@ -68,24 +67,22 @@ def test_binarynet_imports_as_binary_graph(activation: str) -> None:
         torch.testing.assert_close(run_graph(snn.graph, x)[0], model(x), rtol=1e-4, atol=1e-3)
 
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
 @pytest.mark.parametrize("activation", ["sign", "heaviside"])
 def test_trained_binarynet_within_two_points_at_32_steps(activation: str) -> None:
+    """Trained on 1,000 real images, tested on 1,000: the SNN with the default θ is within
+    2 points of its ANN at T = 32 (the paper: about one point after ~30 steps)."""
     from snnconv.data import calibration_subset, load_dataset
 
     torch.manual_seed(0)
-    train = load_dataset("fashion-mnist", "train", limit=10000)
-    test = load_dataset("fashion-mnist", "test", limit=500)
+    train = fashion_mnist_train_sample()
+    test = load_dataset("fashion-mnist", "test", limit=1000)
     model = zoo.train(
-        zoo.binarynet(in_channels=1, image_size=28, activation=activation), train, epochs=1
+        zoo.binarynet(in_channels=1, image_size=28, activation=activation), train, epochs=4
     )
     snn = snnconv.convert(model, calibration_subset(train, 200), snnconv.Config(device="cpu"))
     result = snnconv.evaluate(snn, test, timesteps=32)
     assert result.ann_top1 > 0.6
-    assert result.snn_top1[31] >= result.ann_top1 - 0.02, result.table(steps=(8, 16, 32))
+    assert abs(result.snn_top1[31] - result.ann_top1) <= 0.02, result.table(steps=(8, 16, 32))
 
 
 def test_binary_units_are_not_normalized() -> None:

@@ -78,6 +78,7 @@ def write_batches(directory: Path, n: int = 4) -> dict[str, tuple[np.ndarray, li
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No env var, no machine-wide search dirs, no cached splits from other tests."""
     monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
+    monkeypatch.delenv(idx_module.SYSTEM_DATA_VAR, raising=False)
     monkeypatch.setattr(idx_module, "DEFAULT_SEARCH_DIRS", (str(tmp_path / "nowhere" / "{name}"),))
     cifar_module.clear_cache()
 

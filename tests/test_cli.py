@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,6 @@ import torch
 from snnconv import zoo
 from snnconv.cli import main
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-needs_fmnist = pytest.mark.skipif(
-    not FMNIST.is_dir(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
 CHECKPOINT = Path(zoo.__file__).parent / "zoo_weights" / "lenet_avg_fmnist.safetensors"
 FAST = ["--limit", "64", "--calibration-samples", "200", "--device", "cpu"]
 
@@ -25,6 +21,7 @@ RESULT_KEYS = {
     "version",
     "model",
     "dataset",
+    "data_source",
     "num_samples",
     "config",
     "calibration",
@@ -52,7 +49,6 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, captured.out, captured.err
 
 
-@needs_fmnist
 def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code, stdout, _ = _run(
@@ -78,11 +74,17 @@ def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
     assert set(results["config"]) >= CONFIG_KEYS
     assert results["num_samples"] == 64
     assert results["dataset"] == "fashion-mnist"
+    # the full set where it is installed, else the embedded sample, said in the warnings
+    source = results["data_source"]
+    assert source == "embedded" or (Path(source) / "t10k-labels-idx1-ubyte.gz").is_file()
+    embedded_warnings = [w for w in results["warnings"] if "embedded sample" in w]
+    assert len(embedded_warnings) == (2 if source == "embedded" else 0)
     assert results["calibration"] == {
         "dataset": "fashion-mnist",
         "split": "train",
         "num_samples": 200,
         "seed": 0,
+        "source": source,
     }
     assert set(results["ann"]) >= {"top1", "top5", "top1_stderr"}
     assert results["snn"]["timesteps"] == 32
@@ -132,7 +134,6 @@ def test_run_factory_model_writes_results_and_network(tmp_path, capsys) -> None:
     assert second["ann"] == results["ann"]
 
 
-@needs_fmnist
 def test_convert_pt2_then_evaluate(tmp_path, capsys) -> None:
     model = zoo.load_pretrained_lenet()
     program = torch.export.export(model, (torch.zeros(2, 1, 28, 28),))
@@ -252,7 +253,6 @@ def test_console_entry_point_help() -> None:
         assert option in proc.stdout
 
 
-@needs_fmnist
 def test_demo_small(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     code, stdout, _ = _run(
@@ -294,3 +294,70 @@ def test_energy_options_reach_the_results(tmp_path, capsys) -> None:
     assert energy["ann_pj_per_sample"] == pytest.approx(3.1 * results["ann"]["macs_per_sample"])
     code, _, err = _run([*argv, "--out", str(out), "--energy-ac", "-1"], capsys)
     assert code == 2 and "energy_ac_pj" in err
+
+
+def _without_system_data(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine without the data set installed (and an empty HOME)."""
+    env = {k: v for k, v in os.environ.items() if k != "SNNCONV_DATA"}
+    env.update(SNNCONV_SYSTEM_DATA="none", HOME=str(tmp_path / "home"))
+    return env
+
+
+def _snnconv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snnconv", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_demo_and_run_on_a_machine_without_the_data_set(tmp_path: Path) -> None:
+    """With the system's data hidden, the demo and a CLI run use the embedded sample, say so,
+    and measure the shipped LeNet at its known accuracy on the first 2,000 test images."""
+    env = _without_system_data(tmp_path)
+    demo = _snnconv(["demo", "--out", str(tmp_path / "demo"), "-T", "64", "--device", "cpu"], env)
+    assert demo.returncode == 0, demo.stderr
+    assert "using the embedded sample: 2,000 test images" in demo.stderr
+    assert "using the embedded sample: 1,000 train images" in demo.stderr
+    assert "ANN top-1" in demo.stdout
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert results["num_samples"] == 2000
+    assert results["data_source"] == results["calibration"]["source"] == "embedded"
+    assert results["warnings"] == []  # the demo says it in its output only
+    assert 0.89 <= results["ann"]["top1"] <= 0.915
+    assert abs(results["snn"]["top1"][63] - results["ann"]["top1"]) <= 0.01
+
+    out = tmp_path / "run"
+    argv = ["run", "snnconv.zoo:lenet", "--weights", str(CHECKPOINT), "--dataset"]
+    run = _snnconv([*argv, "fashion-mnist", "-T", "32", "--out", str(out), "--no-report"], env)
+    assert run.returncode == 0, run.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_samples"] == 2000
+    assert results["data_source"] == results["calibration"]["source"] == "embedded"
+    assert [w for w in results["warnings"] if "using the embedded sample" in w] == [
+        "fashion-mnist: using the embedded sample: 1,000 train images; install the full set "
+        "with `apt-get install dataset-fashion-mnist` (or point --data-dir or SNNCONV_DATA at it)",
+        "fashion-mnist: using the embedded sample: 2,000 test images; install the full set "
+        "with `apt-get install dataset-fashion-mnist` (or point --data-dir or SNNCONV_DATA at it)",
+    ]
+    assert 0.89 <= results["ann"]["top1"] <= 0.915
+    assert abs(results["snn"]["top1"][31] - results["ann"]["top1"]) <= 0.01
+
+
+def test_a_data_dir_without_the_data_is_a_user_error(tmp_path: Path, capsys) -> None:
+    """Never a silent fall-back to an installed or embedded copy."""
+    missing = tmp_path / "bad-dir"
+    argv = ["run", "snnconv.zoo:lenet", "--weights", str(CHECKPOINT), "--dataset"]
+    out = tmp_path / "out"
+    code, _, err = _run(
+        [*argv, "fashion-mnist", "-T", "4", "--out", str(out), "--data-dir", str(missing)], capsys
+    )
+    assert code == 2
+    assert f"not found in {missing} (given by --data-dir), which does not exist" in " ".join(
+        err.split()
+    )
+    assert not out.exists()

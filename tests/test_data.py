@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -13,16 +15,17 @@ from torch.utils.data import TensorDataset
 
 from snnconv.data import (
     DATASETS,
+    EmbeddedSampleWarning,
     calibration_subset,
+    data_source,
     dataset_name,
+    embedded,
     has_train_split,
     load_dataset,
 )
 from snnconv.data import idx as idx_module
 from snnconv.data.idx import read_idx
 from snnconv.errors import DataError, SnnconvError
-
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
@@ -58,6 +61,7 @@ def make_idx_dataset(directory: Path, n: int = 6, *, gz: bool = True, size: int 
 def no_default_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Make dataset lookup independent of the machine: no env var, no default dirs."""
     monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
+    monkeypatch.delenv(idx_module.SYSTEM_DATA_VAR, raising=False)
     empty = tmp_path / "nowhere" / "{name}"
     monkeypatch.setattr(idx_module, "DEFAULT_SEARCH_DIRS", (str(empty),))
     return tmp_path
@@ -177,24 +181,25 @@ def test_missing_dataset_lists_searched_paths(
 ) -> None:
     empty = no_default_dirs / "empty"
     empty.mkdir()
-    env_dir = no_default_dirs / "env"
-    monkeypatch.setenv(idx_module.ENV_VAR, str(env_dir))
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist", data_dir=empty)
     message = str(info.value)
-    for searched in (
-        empty,
-        empty / "fashion-mnist",
-        env_dir,
-        env_dir / "fashion-mnist",
-        no_default_dirs / "nowhere" / "fashion-mnist",
-    ):
+    for searched in (empty, empty / "fashion-mnist"):
         assert f"- {searched}\n" in message + "\n"
     assert "apt-get install dataset-fashion-mnist" in message
     assert "--data-dir" in message and "SNNCONV_DATA" in message
 
+    env_dir = no_default_dirs / "env"
+    monkeypatch.setenv(idx_module.ENV_VAR, str(env_dir))
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist")
+    for searched in (env_dir, env_dir / "fashion-mnist"):
+        assert f"- {searched}\n" in str(info.value) + "\n"
+
+    monkeypatch.delenv(idx_module.ENV_VAR)
     with pytest.raises(DataError, match="pass --data-dir") as info:
-        load_dataset("mnist", data_dir=empty)
+        load_dataset("mnist")
+    assert f"- {no_default_dirs / 'nowhere' / 'mnist'}\n" in str(info.value) + "\n"
     assert "apt-get" not in str(info.value)
 
 
@@ -214,22 +219,132 @@ def test_wrong_idx_dims_is_reported(no_default_dirs: Path) -> None:
         load_dataset("mnist", data_dir=data_dir)
 
 
-@pytest.mark.skipif(
-    not FMNIST_DIR.is_dir(),
-    reason=f"Fashion-MNIST not installed at {FMNIST_DIR} (apt-get install dataset-fashion-mnist)",
-)
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full set where it is installed, else the embedded sample: real images either way."""
     monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
     ds = load_dataset("fashion-mnist", "test")
+    n = 2000 if ds.source == "embedded" else 10000
     x, y = ds.tensors
-    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32
+    assert x.shape == (n, 1, 28, 28) and x.dtype == torch.float32
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0
-    assert y.shape == (10000,) and y.dtype == torch.int64
-    assert sorted(y.unique().tolist()) == list(range(10))
+    assert y.shape == (n,) and y.dtype == torch.int64
+    assert torch.bincount(y).tolist() == ([1000] * 10 if n == 10000 else EMBEDDED_TEST_COUNTS)
     small = load_dataset("fashion-mnist", "test", limit=100)
     assert len(small) == 100
     torch.testing.assert_close(small.tensors[0], x[:100])
     torch.testing.assert_close(small.tensors[1], y[:100])
+
+
+# --- the embedded sample ----------------------------------------------------------------------
+
+#: Images per class among the first 2,000 Fashion-MNIST test images (counted once from the set).
+EMBEDDED_TEST_COUNTS = [200, 203, 214, 190, 219, 195, 197, 200, 194, 188]
+
+
+@pytest.fixture
+def system_data_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without the data set: no SNNCONV_DATA, the system places ignored."""
+    monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
+    monkeypatch.setenv(idx_module.SYSTEM_DATA_VAR, "none")
+
+
+def test_embedded_sample_files_match_their_manifest() -> None:
+    directory = embedded.embedded_dir("fashion-mnist")
+    assert directory is not None
+    manifest = json.loads((directory / "sample.json").read_text())
+    assert sum(f.stat().st_size for f in directory.iterdir()) < 2 * 2**20
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == digest, name
+    assert "Zalando" in (directory / "LICENSE").read_text()
+    assert "MIT" in (directory / "LICENSE").read_text()
+    # the training images are the default calibration draw from the full 60,000
+    train = embedded.embedded_origin("fashion-mnist", "train")
+    assert train.length == 60000
+    assert list(train.indices) == embedded.draw_indices(60000, 1000, seed=0).tolist()
+    test = embedded.embedded_origin("fashion-mnist", "test")
+    assert test == embedded.SampleOrigin(tuple(range(2000)), 10000)
+
+
+def test_embedded_sample_is_the_fallback(system_data_hidden: None) -> None:
+    with pytest.warns(EmbeddedSampleWarning, match=r"using the embedded sample: 2,000 test"):
+        test = load_dataset("fashion-mnist", "test")
+    with pytest.warns(EmbeddedSampleWarning, match=r"1,000 train images.*apt-get install"):
+        train = load_dataset("fashion-mnist", "train")
+    with pytest.warns(EmbeddedSampleWarning, match=r"embedded sample: 7 test images"):
+        assert len(load_dataset("fashion-mnist", "test", limit=7)) == 7
+    assert (test.source, train.source) == ("embedded", "embedded")
+    assert (len(test), len(train)) == (2000, 1000)
+    assert torch.bincount(test.tensors[1]).tolist() == EMBEDDED_TEST_COUNTS
+    assert data_source(test) == "embedded"
+    assert data_source(torch.utils.data.DataLoader(test)) == "embedded"
+    with pytest.raises(DataError, match=r"mnist \(test split\) not found"):
+        load_dataset("mnist")  # only Fashion-MNIST has a sample
+
+
+def test_embedded_sample_is_a_subset_of_the_installed_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the full set is installed, the sample holds exactly its images at the recorded
+    indices (on a machine without it, the manifest's digests above vouch for the files)."""
+    monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
+    full = {split: load_dataset("fashion-mnist", split) for split in ("test", "train")}
+    monkeypatch.setenv(idx_module.SYSTEM_DATA_VAR, "none")
+    for split, whole in full.items():
+        with pytest.warns(EmbeddedSampleWarning):
+            sample = load_dataset("fashion-mnist", split)
+        if whole.source == "embedded":
+            assert torch.equal(whole.tensors[0], sample.tensors[0])
+            continue
+        index = torch.tensor(embedded.embedded_origin("fashion-mnist", split).indices)
+        assert torch.equal(whole.tensors[0][index], sample.tensors[0])
+        assert torch.equal(whole.tensors[1][index], sample.tensors[1])
+
+
+@pytest.mark.parametrize("num_samples", [1000, 500, 37, 1])
+def test_calibration_draw_from_the_sample_equals_the_full_sets(
+    system_data_hidden: None, num_samples: int
+) -> None:
+    """Any draw of up to 1,000 with seed 0 from the sample picks the images the same draw
+    from all 60,000 picks, so normalization is the same with or without the full set."""
+    with pytest.warns(EmbeddedSampleWarning):
+        train = load_dataset("fashion-mnist", "train")
+    subset = calibration_subset(train, num_samples, seed=0)
+    assert subset.source == "embedded" and subset.origin is not None
+    expected = embedded.draw_indices(60000, num_samples, seed=0).tolist()
+    assert list(subset.origin.indices) == expected
+    position = {index: i for i, index in enumerate(train.origin.indices)}
+    rows = torch.tensor([position[i] for i in expected])
+    assert torch.equal(subset.tensors[0], train.tensors[0][rows])
+    # a draw the sample cannot hold (another seed) is a plain draw from the sample
+    other = calibration_subset(train, 100, seed=1)
+    assert len(other) == 100 and set(other.origin.indices) <= set(train.origin.indices)
+
+
+def test_a_named_directory_without_the_data_is_an_error(
+    no_default_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--data-dir or SNNCONV_DATA never fall back to another copy (installed or embedded)."""
+    installed = no_default_dirs / "share" / "{name}"
+    make_idx_dataset(Path(str(installed).format(name="fashion-mnist")), n=2)
+    monkeypatch.setattr(idx_module, "DEFAULT_SEARCH_DIRS", (str(installed),))
+    assert len(load_dataset("fashion-mnist")) == 2
+    bad = no_default_dirs / "bad-dir"
+    with pytest.raises(
+        DataError,
+        match=rf"not found in {bad} \(given by --data-dir\), which "
+        "does not exist",
+    ):
+        load_dataset("fashion-mnist", data_dir=bad)
+    bad.mkdir()
+    with pytest.raises(DataError, match=r"(?s)which does not hold it.*drop --data-dir"):
+        load_dataset("fashion-mnist", data_dir=bad)
+    monkeypatch.setenv(idx_module.ENV_VAR, str(bad))
+    with pytest.raises(DataError, match=r"given by SNNCONV_DATA"):
+        load_dataset("fashion-mnist")
+    with pytest.raises(DataError, match=r"given by SNNCONV_DATA"):
+        load_dataset("cifar10")
+    monkeypatch.delenv(idx_module.ENV_VAR)
+    monkeypatch.setenv(idx_module.SYSTEM_DATA_VAR, "maybe")
+    with pytest.raises(DataError, match=r"SNNCONV_SYSTEM_DATA='maybe'.*'none'"):
+        load_dataset("fashion-mnist")
 
 
 # --- digits ---------------------------------------------------------------------------------

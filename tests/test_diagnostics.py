@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -43,14 +41,7 @@ def test_rates_of_a_dyadic_layer_match_the_ann_exactly() -> None:
     assert layer["mean_rate"] == pytest.approx(float(x.mean()))
 
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not FMNIST.is_dir(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
 def test_every_layer_of_the_trained_lenet_correlates_above_0_95_at_t512() -> None:
     from snnconv import zoo
     from snnconv.data import calibration_subset, load_dataset

@@ -63,13 +63,9 @@ def test_snntorch_agrees_on_fashion_mnist_lenet() -> None:
     """The shipped Fashion-MNIST LeNet at T = 64: ≥ 99 % identical predictions."""
     from snnconv import zoo
     from snnconv.data import calibration_subset, load_dataset
-    from snnconv.errors import DataError
 
-    try:
-        train = load_dataset("fashion-mnist", "train")
-        test = load_dataset("fashion-mnist", "test", limit=100)
-    except DataError as error:
-        pytest.skip(f"Fashion-MNIST is not installed: {error}")
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test", limit=100)
     network = snnconv.convert(zoo.load_pretrained_lenet(), calibration_subset(train, 500, seed=0))
     result = crosscheck(network, test, timesteps=64, batch_size=100, strict=False)
     assert result["snntorch"]["prediction_agreement"] >= 0.99

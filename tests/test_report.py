@@ -151,8 +151,8 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str
 
 @pytest.mark.skipif(
     not CHROMIUM.is_file(),
-    reason="no /usr/bin/chromium: install Debian's chromium (apt-get install chromium; "
-    ".ci/run does) to open the report in a real headless browser",
+    reason="no /usr/bin/chromium to open the report in a real headless browser: "
+    "`sudo apt-get install chromium` enables it (`make test` does so where it runs as root)",
 )
 def test_report_opens_in_headless_chromium_without_errors(run_dir: Path, tmp_path: Path) -> None:
     from PIL import Image

@@ -72,6 +72,7 @@ def test_bad_arguments_exit_2(script: ModuleType, argv: list[str]) -> None:
 def no_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No dataset can be found anywhere."""
     monkeypatch.delenv(idx_module.ENV_VAR, raising=False)
+    monkeypatch.delenv(idx_module.SYSTEM_DATA_VAR, raising=False)
     monkeypatch.setattr(idx_module, "DEFAULT_SEARCH_DIRS", (str(tmp_path / "none" / "{name}"),))
     cifar_module.clear_cache()
     return tmp_path

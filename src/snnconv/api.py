@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from snnconv.config import Config, MaxPoolMode
+from snnconv.data.registry import data_source
 from snnconv.errors import ConfigError, DataError, SnnconvError
 from snnconv.importers import import_torch
 from snnconv.ir import SPIKING_OPS, Graph
@@ -104,6 +105,9 @@ def convert(
         spiking, stats = convert_graph(graph, calibration, config, device=device, progress=progress)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}
     meta.update(info or {})
+    source = data_source(calibration)
+    if source is not None:
+        meta["calibration"] = {**meta.get("calibration", {}), "source": source}
     if config.maxpool is MaxPoolMode.AVERAGE and any(
         n.meta.get("replaced") == "MaxPool2d" for n in spiking.nodes
     ):
@@ -333,6 +337,7 @@ def evaluate(
         config=config.to_dict(),
         model=str(info.get("model", "")),
         calibration=dict(info.get("calibration", {})),
+        data_source=data_source(data),
         layers=layers,
         warnings=list(info.get("warnings", [])),
         ann_macs={k: float(v) for k, v in counts.ann_macs.items()} if counts else {},

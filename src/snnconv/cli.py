@@ -106,8 +106,7 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
         "--binary-threshold",
         type=float,
         metavar="θ",
-        help="threshold of units replacing binary activations (default: 1 for sign, "
-        "0.05 for Heaviside)",
+        help="threshold of units replacing binary activations (default: 0.05)",
     )
     g.add_argument(
         "--clamp-steps",
@@ -344,8 +343,51 @@ def _image_size(args: argparse.Namespace, spec: str) -> int | None:
     return args.image_size if spec.startswith("imagefolder:") else None
 
 
+def _load_data(
+    spec: str,
+    split: str,
+    args: argparse.Namespace,
+    warnings: list[str] | None,
+    limit: int | None = None,
+) -> Any:
+    """Load a dataset with the command's data options and say where it came from, in one
+    line; a fall-back to the embedded sample is also a ``warnings`` entry (unless
+    ``warnings`` is None: the demo)."""
+    import warnings as python_warnings
+
+    from snnconv.data import (
+        EMBEDDED,
+        EmbeddedSampleWarning,
+        dataset_name,
+        embedded_notice,
+        load_dataset,
+    )
+
+    with python_warnings.catch_warnings():
+        python_warnings.simplefilter("ignore", EmbeddedSampleWarning)
+        data = load_dataset(
+            spec,
+            split,
+            data_dir=args.data_dir,
+            limit=limit,
+            mean=args.mean,
+            std=args.std,
+            image_size=_image_size(args, spec),
+        )
+    if data.source == EMBEDDED:
+        notice = embedded_notice(spec, split, len(data))
+        print(f"note: {notice}", file=sys.stderr)
+        if warnings is not None:
+            warnings.append(notice)
+    else:
+        print(
+            f"data: {dataset_name(spec)} {split} split, {len(data):,} samples, from {data.source}"
+        )
+    return data
+
+
 def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> tuple[Any, dict]:
-    from snnconv.data import calibration_subset, dataset_name, has_train_split, load_dataset
+    from snnconv.data import calibration_subset, dataset_name, has_train_split
 
     spec = args.calibration
     split = "train"
@@ -361,20 +403,14 @@ def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> 
             )
     elif not has_train_split(spec):
         split = "test"
-    data = load_dataset(
-        spec,
-        split,
-        data_dir=args.data_dir,
-        mean=args.mean,
-        std=args.std,
-        image_size=_image_size(args, spec),
-    )
+    data = _load_data(spec, split, args, warnings)
     subset = calibration_subset(data, config.calibration_samples, seed=config.seed)
     info = {
         "dataset": dataset_name(spec),
         "split": split,
         "num_samples": len(subset),
         "seed": config.seed,
+        "source": data.source,
     }
     return subset, info
 
@@ -397,20 +433,14 @@ def _convert(args: argparse.Namespace, model: Any, config: Any) -> Any:
 
 def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) -> Any:
     import snnconv
-    from snnconv.data import dataset_name, load_dataset
+    from snnconv.data import dataset_name
 
-    data = load_dataset(
-        args.dataset,
-        args.split,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        mean=args.mean,
-        std=args.std,
-        image_size=_image_size(args, args.dataset),
-    )
+    warnings: list[str] = []
+    data = _load_data(args.dataset, args.split, args, warnings, limit=args.limit)
     result = snnconv.evaluate(
         network, data, args.timesteps, config, progress=_progress(args), diagnostics=True
     )
+    result.warnings += [w for w in warnings if w not in result.warnings]
     result.dataset = dataset_name(args.dataset)
     result.model = str(network.info.get("model", args.model))
     print(result.table())
@@ -493,12 +523,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import snnconv
     from snnconv import zoo
-    from snnconv.data import calibration_subset, load_dataset
+    from snnconv.data import calibration_subset
 
     config = _config(args)
     start = time.perf_counter()
-    train = load_dataset("fashion-mnist", "train", data_dir=args.data_dir)
-    test = load_dataset("fashion-mnist", "test", data_dir=args.data_dir, limit=args.limit)
+    args.mean = args.std = args.image_size = None
+    train = _load_data("fashion-mnist", "train", args, None)
+    test = _load_data("fashion-mnist", "test", args, None, limit=args.limit)
     if args.train:
         print("training a LeNet-style CNN on Fashion-MNIST (1 epoch)...")
         model = zoo.train(zoo.lenet("avg"), train, epochs=1, progress=_progress(args))
@@ -519,6 +550,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "split": "train",
                 "num_samples": len(calibration),
                 "seed": config.seed,
+                "source": calibration.source,
             },
         },
     )
@@ -570,7 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SnnconvError as error:
-        message = textwrap.fill(str(error), width=100)
+        message = textwrap.fill(
+            str(error), width=100, break_long_words=False, break_on_hyphens=False
+        )
         print(f"snnconv: error: {message}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:

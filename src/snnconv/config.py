@@ -96,9 +96,10 @@ class Config:
             v_init 0.5) it raises the lowest per-layer rate–activation
             correlation from 0.82 to 0.985.
         binary_threshold: θ of the units replacing binary activations (not
-            normalized). None: 1 for sign units (the toolbox's ±θ units, rate ≈
-            clip(z, −1, 1)) and 0.05 for Heaviside units, which then fire on
-            V > 0 for all practical inputs, as H(z) = [z > 0] requires.
+            normalized). None: 0.05 for both kinds, so that units fire on the
+            sign of V for all practical inputs, as sign(z) and H(z) = [z > 0]
+            require (the toolbox's θ = 1 makes a sign unit's rate clip(z, −1, 1),
+            a hard tanh rather than sign).
         precision: Number format of the synaptic layers between spiking layers:
             ``Precision.FLOAT32`` (exact, default), ``BFLOAT16`` or ``FLOAT16``
             (faster where the hardware has them; the accuracy effect must be

@@ -51,7 +51,11 @@ class EvaluationResult:
         device: Where it ran.
         config: Every option used.
         model, dataset: Names, for the record.
-        calibration: {dataset, num_samples, seed} of the normalization data.
+        calibration: {dataset, split, num_samples, seed, source} of the
+            normalization data.
+        data_source: Where the evaluation data was read from: ``"embedded"``
+            (the sample shipped in the package), a directory or file, or None
+            where unknown (data the caller built).
         layers: Per spiking layer: name, op, neurons, scale (λ), mean_rate,
             synaptic operations per sample, mean fan-out; with diagnostics also
             silent and saturated fractions and the rate-activation correlation.
@@ -81,6 +85,7 @@ class EvaluationResult:
     model: str = ""
     dataset: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
+    data_source: str | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     ann_macs: dict[str, float] = field(default_factory=dict)
@@ -149,6 +154,7 @@ class EvaluationResult:
             "version": __version__,
             "model": self.model,
             "dataset": self.dataset,
+            "data_source": self.data_source,
             "num_samples": self.num_samples,
             "config": self.config,
             "calibration": self.calibration,

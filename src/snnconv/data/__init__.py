@@ -1,24 +1,36 @@
 """Datasets: Fashion-MNIST and MNIST (IDX files), CIFAR-10, scikit-learn digits,
 image folders, and ``.npz`` files.
 
-Every loader returns a ``torch.utils.data.TensorDataset`` of float32 images
-``[N, C, H, W]`` scaled to [0, 1] and int64 labels.
+Every loader returns a :class:`LoadedDataset` (a ``torch.utils.data.TensorDataset``)
+of float32 images ``[N, C, H, W]`` scaled to [0, 1] and int64 labels, which records
+where it was read from. Fashion-MNIST falls back to a sample embedded in the
+package where the full set is not installed (:mod:`snnconv.data.embedded`).
 """
 
 from __future__ import annotations
 
 from snnconv.data.registry import (
     DATASETS,
+    EMBEDDED,
+    EmbeddedSampleWarning,
+    LoadedDataset,
     calibration_subset,
+    data_source,
     dataset_name,
+    embedded_notice,
     has_train_split,
     load_dataset,
 )
 
 __all__ = [
     "DATASETS",
+    "EMBEDDED",
+    "EmbeddedSampleWarning",
+    "LoadedDataset",
     "calibration_subset",
+    "data_source",
     "dataset_name",
+    "embedded_notice",
     "has_train_split",
     "load_dataset",
 ]

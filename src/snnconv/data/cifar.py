@@ -17,6 +17,7 @@ arrays (:data:`ALLOWED_GLOBALS`) and refuses every other one with a
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import functools
 import importlib
 import io
@@ -204,29 +205,12 @@ def read_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return images, label_array.astype(np.int64)
 
 
-def _candidate_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    """Base directories searched, in order, without duplicates."""
-    dirs: list[Path] = []
-    for base in (data_dir, os.environ.get(_idx.ENV_VAR) or None):
-        if base is not None:
-            path = Path(base).expanduser()
-            dirs += [path, path / DATASET_NAME]
-    dirs += [
-        Path(template.format(name=DATASET_NAME)).expanduser()
-        for template in _idx.DEFAULT_SEARCH_DIRS
-    ]
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
-
-
 def find_cifar10(split: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Locate the CIFAR-10 batches of one split: an unpacked directory or the archive.
 
-    Searched in order: ``data_dir`` (which may also be the archive itself)
-    and ``data_dir/cifar10``; ``$SNNCONV_DATA`` and ``$SNNCONV_DATA/cifar10``;
+    Searched as :func:`snnconv.data.idx.data_search` says: ``data_dir``
+    (which may also be the archive itself) and ``data_dir/cifar10`` if given,
+    else ``$SNNCONV_DATA`` and ``$SNNCONV_DATA/cifar10`` if set, else
     ``/usr/share/datasets/cifar10`` and ``~/.cache/snnconv/cifar10``. In each
     base directory the batch files are looked for in the directory itself,
     then in ``cifar-10-batches-py/``, then in ``cifar-10-python.tar.gz``.
@@ -249,8 +233,9 @@ def find_cifar10(split: str, data_dir: str | os.PathLike[str] | None = None) -> 
         given = Path(data_dir).expanduser()
         if given.is_file() and given.name.endswith((".tar.gz", ".tgz", ".tar")):
             return given
+    search = _idx.data_search(DATASET_NAME, data_dir)
     searched: list[Path] = []
-    for base in _candidate_dirs(data_dir):
+    for base in search.dirs:
         for directory in (base, base / BATCH_DIR_NAME):
             searched.append(directory)
             if all((directory / name).is_file() for name in names):
@@ -259,10 +244,10 @@ def find_cifar10(split: str, data_dir: str | os.PathLike[str] | None = None) -> 
         searched.append(archive)
         if archive.is_file():
             return archive
-    listing = "\n".join(f"  - {p}" for p in searched)
-    raise DataError(
-        f"CIFAR-10 ({split} split) not found: no directory holds {', '.join(names)} and no "
-        f"{ARCHIVE_NAME} was found. Searched:\n{listing}\n{_HOW_TO_GET}"
+    raise dataclasses.replace(search, dirs=tuple(searched)).not_found(
+        f"CIFAR-10 ({split} split)",
+        f"no directory holds {', '.join(names)} and no {ARCHIVE_NAME} was found",
+        _HOW_TO_GET,
     )
 
 

@@ -12,17 +12,22 @@ import functools
 import gzip
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from snnconv.data.embedded import embedded_dir
 from snnconv.errors import DataError
 
 __all__ = [
     "DEFAULT_SEARCH_DIRS",
     "ENV_VAR",
     "IDX_DATASETS",
+    "SYSTEM_DATA_VAR",
+    "DataSearch",
     "clear_cache",
+    "data_search",
     "find_idx_files",
     "load_idx_split",
     "read_idx",
@@ -41,8 +46,12 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 #: Environment variable naming a directory that holds the dataset files.
 ENV_VAR = "SNNCONV_DATA"
 
-#: Directories searched after ``data_dir`` and ``$SNNCONV_DATA``; ``{name}`` is
-#: replaced by the dataset name and ``~`` is expanded.
+#: Set to ``none`` to ignore the system's data sets (:data:`DEFAULT_SEARCH_DIRS`): what a
+#: machine without them sees (the embedded sample, for Fashion-MNIST).
+SYSTEM_DATA_VAR = "SNNCONV_SYSTEM_DATA"
+
+#: Directories searched when neither ``data_dir`` nor ``$SNNCONV_DATA`` names one;
+#: ``{name}`` is replaced by the dataset name and ``~`` is expanded.
 DEFAULT_SEARCH_DIRS: tuple[str, ...] = (
     "/usr/share/datasets/{name}",
     "~/.cache/snnconv/{name}",
@@ -161,22 +170,81 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return _read_idx_cached(str(resolved.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-def _candidate_dirs(name: str, data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    """Directories searched for dataset ``name``, in order, without duplicates."""
-    dirs: list[Path] = []
+def _system_dirs(name: str) -> list[Path]:
+    """:data:`DEFAULT_SEARCH_DIRS` for ``name``, or none where ``$SNNCONV_SYSTEM_DATA=none``."""
+    setting = os.environ.get(SYSTEM_DATA_VAR, "").strip()
+    if setting.lower() == "none":
+        return []
+    if setting:
+        raise DataError(
+            f"{SYSTEM_DATA_VAR}={setting!r} is not understood: set it to 'none' to ignore the "
+            "system's data sets (/usr/share/datasets and ~/.cache/snnconv), or unset it."
+        )
+    return [Path(template.format(name=name)).expanduser() for template in DEFAULT_SEARCH_DIRS]
+
+
+@dataclass(frozen=True)
+class DataSearch:
+    """Where a data set is looked for, and who chose those places.
+
+    Attributes:
+        dirs: The directories searched, in order.
+        given: The directory the user named (``data_dir`` / ``--data-dir``, else
+            ``$SNNCONV_DATA``), or None when the default places are searched.
+        given_by: How it was named: ``"--data-dir"`` or ``"SNNCONV_DATA"``.
+    """
+
+    dirs: tuple[Path, ...]
+    given: Path | None = None
+    given_by: str = ""
+
+    def not_found(self, what: str, needs: str, how: str) -> DataError:
+        """The error for a data set found in none of :attr:`dirs`.
+
+        Args:
+            what: The data set and split, e.g. ``"fashion-mnist (test split)"``.
+            needs: The files that were looked for.
+            how: How to obtain the data.
+        """
+        listing = "\n".join(f"  - {d}" for d in self.dirs)
+        if self.given is None:
+            return DataError(f"{what} not found: {needs}. Searched:\n{listing}\n{how}")
+        state = "does not exist" if not self.given.exists() else "does not hold it"
+        return DataError(
+            f"{what} not found in {self.given} (given by {self.given_by}), which {state}: "
+            f"{needs}. Searched:\n{listing}\nFix the path, or drop {self.given_by} to use the "
+            f"installed copy. {how}"
+        )
+
+
+def data_search(name: str, data_dir: str | os.PathLike[str] | None) -> DataSearch:
+    """The directories to search for data set ``name``.
+
+    An explicit directory is the only place searched, with its sub-directory
+    ``<name>``: ``data_dir`` (the ``--data-dir`` option) if given, else
+    ``$SNNCONV_DATA`` if set. A directory the user named that does not hold
+    the data is an error, never a silent fall-back to another copy. Without
+    either, the system places :data:`DEFAULT_SEARCH_DIRS` are searched (none
+    where ``$SNNCONV_SYSTEM_DATA=none``).
+
+    Args:
+        name: The data set's directory name, e.g. ``"fashion-mnist"``.
+        data_dir: The directory the caller named, or None.
+
+    Returns:
+        The search, with the directories in order and without duplicates.
+    """
+    given_by = "--data-dir"
+    if data_dir is None and os.environ.get(ENV_VAR, ""):
+        data_dir, given_by = os.environ[ENV_VAR], ENV_VAR
     if data_dir is not None:
         base = Path(data_dir).expanduser()
-        dirs += [base, base / name]
-    env = os.environ.get(ENV_VAR, "")
-    if env:
-        base = Path(env).expanduser()
-        dirs += [base, base / name]
-    dirs += [Path(template.format(name=name)).expanduser() for template in DEFAULT_SEARCH_DIRS]
+        return DataSearch((base, base / name), base, given_by)
     unique: list[Path] = []
-    for d in dirs:
+    for d in _system_dirs(name):
         if d not in unique:
             unique.append(d)
-    return unique
+    return DataSearch(tuple(unique))
 
 
 def _find_file(directory: Path, stem: str) -> Path | None:
@@ -192,17 +260,21 @@ def find_idx_files(
 ) -> tuple[Path, Path]:
     """Locate the image and label IDX files of one split of an IDX dataset.
 
-    Directories are searched in this order: ``data_dir`` and
-    ``data_dir/<name>``; ``$SNNCONV_DATA`` and ``$SNNCONV_DATA/<name>``; then
-    :data:`DEFAULT_SEARCH_DIRS` (``/usr/share/datasets/<name>``, where the
-    Debian package ``dataset-fashion-mnist`` installs Fashion-MNIST, and
+    Directories are searched as :func:`data_search` says: ``data_dir`` and
+    ``data_dir/<name>`` if given, else ``$SNNCONV_DATA`` and
+    ``$SNNCONV_DATA/<name>`` if set, else :data:`DEFAULT_SEARCH_DIRS`
+    (``/usr/share/datasets/<name>``, where the Debian package
+    ``dataset-fashion-mnist`` installs Fashion-MNIST, and
     ``~/.cache/snnconv/<name>``). The first directory holding both files wins;
-    uncompressed files are preferred to ``.gz`` ones.
+    uncompressed files are preferred to ``.gz`` ones. Where no explicit
+    directory was named and the system has no copy, a data set with an
+    embedded sample (Fashion-MNIST, see :mod:`snnconv.data.embedded`) is
+    found there.
 
     Args:
         name: ``"fashion-mnist"`` or ``"mnist"``.
         split: ``"train"`` or ``"test"``.
-        data_dir: Optional directory searched first.
+        data_dir: Optional directory, searched alone.
 
     Returns:
         Paths of the images file and the labels file.
@@ -214,17 +286,18 @@ def find_idx_files(
     if split not in _FILE_STEMS:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
     image_stem, label_stem = _FILE_STEMS[split]
-    searched = _candidate_dirs(name, data_dir)
-    for directory in searched:
+    search = data_search(name, data_dir)
+    sample = embedded_dir(name) if search.given is None else None
+    for directory in (*search.dirs, *([sample] if sample is not None else [])):
         images = _find_file(directory, image_stem)
         labels = _find_file(directory, label_stem)
         if images is not None and labels is not None:
             return images, labels
-    listing = "\n".join(f"  - {d}" for d in searched)
     how = _HOW_TO_GET.get(name, f"Pass --data-dir DIR or set {ENV_VAR}=DIR.")
-    raise DataError(
-        f"{name} ({split} split) not found: no directory holds {image_stem}[.gz] and "
-        f"{label_stem}[.gz]. Searched:\n{listing}\n{how}"
+    raise search.not_found(
+        f"{name} ({split} split)",
+        f"no directory holds {image_stem}[.gz] and {label_stem}[.gz]",
+        how,
     )
 
 

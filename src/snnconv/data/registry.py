@@ -3,28 +3,96 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from snnconv.data.cifar import load_cifar10_split
+from snnconv.data.cifar import find_cifar10, load_cifar10_split
 from snnconv.data.digits import load_digits_split
+from snnconv.data.embedded import SampleOrigin, draw_indices, embedded_dir, embedded_origin
 from snnconv.data.folders import has_split_folders, load_image_folder
-from snnconv.data.idx import load_idx_split
+from snnconv.data.idx import find_idx_files, load_idx_split
 from snnconv.data.npz import load_npz
 from snnconv.errors import DataError
 
 __all__ = [
     "DATASETS",
+    "EMBEDDED",
+    "EmbeddedSampleWarning",
+    "LoadedDataset",
     "calibration_subset",
+    "data_source",
     "dataset_name",
+    "embedded_notice",
     "has_train_split",
     "load_dataset",
 ]
+
+#: The ``source`` of data read from the sample shipped inside the package.
+EMBEDDED = "embedded"
+
+
+class EmbeddedSampleWarning(UserWarning):
+    """A data set was asked for, and only its embedded sample was found."""
+
+
+class LoadedDataset(TensorDataset):
+    """A ``TensorDataset`` of ``(images, labels)`` that knows where it was read from.
+
+    Attributes:
+        source: ``"embedded"`` for the sample shipped inside the package, else
+            the directory or file read (``"scikit-learn"`` for ``digits``);
+            None where unknown.
+        origin: For the embedded sample, the index of each sample in the full
+            data set (see :class:`snnconv.data.embedded.SampleOrigin`), so
+            that :func:`calibration_subset` draws what it would from the full set.
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        source: str | None = None,
+        origin: SampleOrigin | None = None,
+    ) -> None:
+        super().__init__(*tensors)
+        self.source = source
+        self.origin = origin
+
+
+def data_source(data: object) -> str | None:
+    """Where data came from: the ``source`` of a :class:`LoadedDataset`, of the dataset
+    behind a ``DataLoader`` or ``Subset``, or None."""
+    for candidate in (data, getattr(data, "dataset", None)):
+        source = getattr(candidate, "source", None)
+        if isinstance(source, str):
+            return source
+    return None
+
+
+def embedded_notice(spec: str, split: str, count: int) -> str:
+    """The one line that says a data set was read from its embedded sample."""
+    return (
+        f"{dataset_name(spec)}: using the embedded sample: {count:,} {split} images; install "
+        "the full set with `apt-get install dataset-fashion-mnist` (or point --data-dir or "
+        "SNNCONV_DATA at it)"
+    )
+
+
+@dataclass(frozen=True)
+class _Split:
+    """What a loader read: unscaled images and labels, where from, and (for the embedded
+    sample) the samples' indices in the full set."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+    origin: SampleOrigin | None = None
+
 
 #: Accepted dataset specs, for help texts. ``PATH`` stands for a file path.
 DATASETS: tuple[str, ...] = (
@@ -42,21 +110,37 @@ _FOLDER_PREFIX = "imagefolder:"
 #: Spec kinds that carry a path, by prefix.
 _PATH_KINDS: dict[str, str] = {_NPZ_PREFIX: "npz", _FOLDER_PREFIX: "imagefolder"}
 
-# A loader takes (split, data_dir) and returns (images [N,C,H,W], labels int64 [N]).
-# uint8 images are scaled by 1/255 after slicing; float32 images are used as is.
+# A loader takes (name, split, data_dir) and returns images [N,C,H,W], labels int64 [N] and
+# where they came from. uint8 images are scaled by 1/255 after slicing; float32 images are
+# used as is.
 _DataDir = str | os.PathLike[str] | None
-_Loader = Callable[[str, _DataDir], tuple[np.ndarray, np.ndarray]]
+_Loader = Callable[[str, str, _DataDir], _Split]
 
 
-def _digits_loader(split: str, data_dir: _DataDir) -> tuple[np.ndarray, np.ndarray]:
-    del data_dir  # bundled with scikit-learn
-    return load_digits_split(split)
+def _idx_loader(name: str, split: str, data_dir: _DataDir) -> _Split:
+    x, y = load_idx_split(name, split, data_dir)
+    directory = find_idx_files(name, split, data_dir)[0].parent
+    if directory == embedded_dir(name):
+        return _Split(x, y, EMBEDDED, embedded_origin(name, split))
+    return _Split(x, y, str(directory))
+
+
+def _cifar_loader(name: str, split: str, data_dir: _DataDir) -> _Split:
+    del name
+    x, y = load_cifar10_split(split, data_dir)
+    return _Split(x, y, str(find_cifar10(split, data_dir)))
+
+
+def _digits_loader(name: str, split: str, data_dir: _DataDir) -> _Split:
+    del name, data_dir  # bundled with scikit-learn
+    x, y = load_digits_split(split)
+    return _Split(x, y, "scikit-learn")
 
 
 _LOADERS: dict[str, _Loader] = {
-    "fashion-mnist": partial(load_idx_split, "fashion-mnist"),
-    "mnist": partial(load_idx_split, "mnist"),
-    "cifar10": load_cifar10_split,
+    "fashion-mnist": _idx_loader,
+    "mnist": _idx_loader,
+    "cifar10": _cifar_loader,
     "digits": _digits_loader,
 }
 
@@ -166,7 +250,7 @@ def load_dataset(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     image_size: int | None = None,
-) -> TensorDataset:
+) -> LoadedDataset:
     """Load a dataset as tensors.
 
     Known specs: ``fashion-mnist`` and ``mnist`` (IDX files, searched in
@@ -178,6 +262,7 @@ def load_dataset(
     ``imagefolder:PATH`` (one sub-folder of images per class, decoded with
     Pillow and loaded eagerly; see :mod:`snnconv.data.folders`), and
     ``npz:PATH`` (arrays ``x`` and ``y``; the same file serves every split).
+    See :func:`snnconv.data.idx.data_search` for the order of the places searched.
 
     Args:
         spec: Dataset spec, one of :data:`DATASETS`.
@@ -196,9 +281,17 @@ def load_dataset(
             side to ``image_size``, then centre-crop it to ``image_size`` x
             ``image_size``. Without it, every image must have the same size.
 
+    Fashion-MNIST falls back to the sample embedded in the package (the first
+    2,000 test images and the 1,000 training images of the default
+    calibration draw; :mod:`snnconv.data.embedded`) where no copy is
+    installed and no directory was named, and says so with an
+    :class:`EmbeddedSampleWarning`. A directory named by ``data_dir`` or
+    ``$SNNCONV_DATA`` that does not hold the data is an error.
+
     Returns:
-        A ``TensorDataset`` of ``(x, y)``: float32 images ``[N, C, H, W]``
-        (in [0, 1] unless normalised) and int64 labels ``[N]``.
+        A :class:`LoadedDataset` (a ``TensorDataset`` of ``(x, y)``: float32
+        images ``[N, C, H, W]``, in [0, 1] unless normalised, and int64 labels
+        ``[N]``) whose ``source`` says where it was read from.
 
     Raises:
         DataError: If the spec, split, limit, mean, std or image_size is
@@ -215,13 +308,17 @@ def load_dataset(
             "leave it unset."
         )
     if name == "imagefolder" and path is not None:
-        x, y = load_image_folder(path, split, image_size=image_size, limit=limit)
+        raw = _Split(*load_image_folder(path, split, image_size=image_size, limit=limit), str(path))
     elif path is not None:
-        x, y = load_npz(path)
+        raw = _Split(*load_npz(path), str(path))
     else:
-        x, y = _LOADERS[name](split, data_dir)
+        raw = _LOADERS[name](name, split, data_dir)
+    x, y, origin = raw.x, raw.y, raw.origin
     if limit is not None:
         x, y = x[:limit], y[:limit]
+        origin = origin[:limit] if origin is not None else None
+    if raw.source == EMBEDDED:
+        warnings.warn(EmbeddedSampleWarning(embedded_notice(spec, split, len(y))), stacklevel=2)
     images = np.divide(x, np.float32(255.0), dtype=np.float32) if x.dtype == np.uint8 else x.copy()
     channels = images.shape[1]
     if mean is not None:
@@ -231,15 +328,33 @@ def load_dataset(
         if (scale <= 0).any():
             raise DataError(f"std values must all be > 0, got {list(std)!r}.")
         images /= scale
-    return TensorDataset(torch.from_numpy(images), torch.from_numpy(y.copy()))
+    return LoadedDataset(
+        torch.from_numpy(images), torch.from_numpy(y.copy()), source=raw.source, origin=origin
+    )
 
 
-def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> TensorDataset:
+def _subset_positions(dataset: Dataset, length: int, num_samples: int, seed: int) -> np.ndarray:
+    """Positions of the samples :func:`calibration_subset` draws from ``dataset``."""
+    origin = getattr(dataset, "origin", None)
+    if isinstance(origin, SampleOrigin) and len(origin.indices) == length:
+        # a sample of a larger set: draw what the full set would give, if the sample holds it
+        wanted = draw_indices(origin.length, num_samples, seed)
+        held = np.asarray(origin.indices)
+        positions = np.searchsorted(held, wanted).clip(max=length - 1)
+        if np.array_equal(held[positions], wanted):
+            return positions
+    return draw_indices(length, num_samples, seed)
+
+
+def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> LoadedDataset:
     """Draw a reproducible random subset, e.g. for activation calibration.
 
     ``num_samples`` indices are drawn without replacement from
     ``torch.randperm`` with a ``torch.Generator`` seeded by ``seed``, then
-    sorted so the subset keeps the dataset's order.
+    sorted so the subset keeps the dataset's order. From the embedded
+    Fashion-MNIST sample (which holds the default draw of 1,000 training
+    images), the subset is the one the full training set would give wherever
+    the sample holds it (any ``num_samples`` up to 1,000 with seed 0).
 
     Args:
         dataset: A ``TensorDataset`` (or any sized dataset of tensor tuples).
@@ -248,7 +363,8 @@ def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> Ten
         seed: Seed of the generator.
 
     Returns:
-        A ``TensorDataset`` holding the chosen samples.
+        A :class:`LoadedDataset` holding the chosen samples, with the
+        dataset's ``source``.
 
     Raises:
         DataError: If ``num_samples`` is not positive or the dataset is empty.
@@ -258,13 +374,17 @@ def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> Ten
     length = len(dataset)  # type: ignore[arg-type]
     if length == 0:
         raise DataError("cannot draw a calibration subset from an empty dataset.")
-    if num_samples >= length:
-        indices = torch.arange(length)
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        indices = torch.randperm(length, generator=generator)[:num_samples].sort().values
+    positions = _subset_positions(dataset, length, num_samples, seed)
+    indices = torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64))
     if isinstance(dataset, TensorDataset):
-        return TensorDataset(*(tensor[indices] for tensor in dataset.tensors))
-    items = [dataset[int(i)] for i in indices]
-    columns = zip(*items, strict=True)
-    return TensorDataset(*(torch.stack([torch.as_tensor(v) for v in col]) for col in columns))
+        tensors = [tensor[indices] for tensor in dataset.tensors]
+    else:
+        items = [dataset[int(i)] for i in indices]
+        columns = zip(*items, strict=True)
+        tensors = [torch.stack([torch.as_tensor(v) for v in col]) for col in columns]
+    origin = getattr(dataset, "origin", None)
+    return LoadedDataset(
+        *tensors,
+        source=data_source(dataset),
+        origin=origin[positions.tolist()] if isinstance(origin, SampleOrigin) else None,
+    )

@@ -16,9 +16,10 @@ from snnconv.ir import (
     ResetMode,
 )
 
-#: θ of binary units when none is configured (see ``Config.binary_threshold``).
+#: θ of binary units when none is configured (see ``Config.binary_threshold``): small, so
+#: that units fire on the sign of V as the binary activation does.
 DEFAULT_BINARY_THRESHOLD: dict[BinaryKind, float] = {
-    BinaryKind.SIGN: 1.0,
+    BinaryKind.SIGN: 0.05,
     BinaryKind.HEAVISIDE: 0.05,
 }
 
