@@ -8,15 +8,22 @@ x = 1/2 at steps 2, 4, …, x = 1/4 at steps 4, 8, …, x = 0 never.
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snnconv.ir import (
+    AdaptiveAvgPool2d,
     Add,
     AvgPool2d,
     Concat,
     Conv2d,
     Graph,
+    Identity,
     IFNeuron,
     Input,
     InputEncoding,
@@ -27,6 +34,7 @@ from snnconv.ir import (
     Scale,
 )
 from snnconv.metrics.operations import count_operations
+from snnconv.metrics.synapses import brute_force_fan_out
 from snnconv.metrics.tradeoff import EnergyModel, milestones
 from snnconv.passes import infer_shapes
 from snnconv.sim.simulator import Simulator
@@ -120,9 +128,10 @@ def test_average_pool_then_linear() -> None:
     assert _sops(g, x, 3)["s"] == [2.0, 2.0, 2.0]
 
 
-def test_overlapping_pool_counts_one_synapse_per_window() -> None:
+def test_overlapping_pool_counts_one_synapse_per_target() -> None:
     # 3×3 → avg-pool 2×2, stride 1 → 2×2 → linear 4 → 1. The centre lies in all four
-    # windows (4 paths to the single output), edges in two, corners in one.
+    # windows (4 paths), edges in two, corners in one; every neuron reaches the single
+    # output once, and deployed composed that is one synapse each.
     g = _graph(
         [
             Node("x", Input((1, 3, 3))),
@@ -133,7 +142,95 @@ def test_overlapping_pool_counts_one_synapse_per_window() -> None:
         ]
     )
     fan_out = count_operations(g).sources[0].fan_out
-    assert fan_out.tolist() == [[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]
+    assert torch.equal(fan_out, torch.ones(1, 3, 3, dtype=torch.float64))
+
+
+def test_conv_after_conv_counts_the_composed_window() -> None:
+    # s (1×9×9) → conv 5×5 (1 → 4, pad 2) → conv 3×3 dilation 2 (4 → 2, pad 2) → t.
+    # An interior neuron reaches rows y−2 … y+2 of the first conv, then every row within
+    # ±2 (dilation 2) of those: y−4 … y+4, 9 rows; likewise 9 columns; both output
+    # channels: 2 × 9 × 9 = 162 distinct targets (paths: 4 × 25 × 9 × 2 = 1,800).
+    # Row y reaches min(y, 4) + min(8 − y, 4) + 1 rows near the borders.
+    rows = torch.tensor([min(y, 4) + min(8 - y, 4) + 1 for y in range(9)], dtype=torch.float64)
+    g = _graph(
+        [
+            Node("x", Input((1, 9, 9))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("c1", Conv2d(torch.zeros(4, 1, 5, 5), padding=2), ("s",)),
+            Node("c2", Conv2d(torch.zeros(2, 4, 3, 3), padding=2, dilation=2), ("c1",)),
+            Node("t", IFNeuron(), ("c2",)),
+        ]
+    )
+    s = count_operations(g).sources[0]
+    assert torch.equal(s.fan_out, (2 * rows[:, None] * rows[None, :])[None])
+    assert float(s.fan_out[0, 4, 4]) == 162
+
+
+def test_linear_after_linear_counts_the_outputs() -> None:
+    # s (1152) → linear 64 → linear 10 (output): 10 distinct targets each, not 640 paths.
+    g = _graph(
+        [
+            Node("x", Input((1152,))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("fc1", Linear(torch.zeros(64, 1152)), ("s",)),
+            Node("fc2", Linear(torch.zeros(10, 64)), ("fc1",)),
+        ]
+    )
+    counts = count_operations(g)
+    assert torch.equal(counts.sources[0].fan_out, torch.full((1152,), 10.0, dtype=torch.float64))
+    assert counts.ann_macs == {"fc1": 1152 * 64, "fc2": 64 * 10}  # the ANN as built
+
+
+def test_residual_add_of_two_branches_of_one_source() -> None:
+    # s (2×4×4) → [conv 3×3 pad 1 (2 → 2)] + [identity] → t: the identity's target (same
+    # channel, same position) is also in the conv's 3×3 window over both channels, so
+    # the fan-out is the conv's alone: 2 × rows × cols.
+    per_axis = torch.tensor([2.0, 3.0, 3.0, 2.0], dtype=torch.float64)
+    g = _graph(
+        [
+            Node("x", Input((2, 4, 4))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("c", Conv2d(torch.zeros(2, 2, 3, 3), padding=1), ("s",)),
+            Node("add", Add(), ("c", "s")),
+            Node("t", IFNeuron(), ("add",)),
+        ]
+    )
+    s = count_operations(g).sources[0]
+    assert torch.equal(s.fan_out, (2 * per_axis[:, None] * per_axis[None, :]).expand(2, 4, 4))
+    # with a strided conv the two branches do not overlap everywhere: brute force agrees
+    h = _graph(
+        [
+            Node("x", Input((2, 4, 4))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("c", Conv2d(torch.zeros(2, 2, 1, 1), stride=2), ("s",)),
+            Node("p", AvgPool2d((2, 2), (2, 2)), ("s",)),
+            Node("add", Add(), ("c", "p")),
+            Node("t", IFNeuron(), ("add",)),
+        ]
+    )
+    reference, _ = brute_force_fan_out(h, "s", set())
+    assert torch.equal(count_operations(h).sources[0].fan_out, reference)
+    # a position on the stride grid reaches 2 channels (conv) ∪ its own channel (pool): 2
+    assert float(reference[0, 0, 0]) == 2 and float(reference[0, 1, 1]) == 1
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_macs_and_fan_out_of_grouped_and_depthwise_convolutions(groups: int) -> None:
+    # 4 → 8 channels, 3×3, no padding, on 5×5: 8 × 3 × 3 outputs, each reading C_in/g
+    # input channels × 9 taps; an input channel reaches the 8/g output channels of its group.
+    g = _graph(
+        [
+            Node("x", Input((4, 5, 5))),
+            Node("s", IFNeuron(), ("x",)),
+            Node("c", Conv2d(torch.zeros(8, 4 // groups, 3, 3), groups=groups), ("s",)),
+            Node("t", IFNeuron(), ("c",)),
+        ]
+    )
+    counts = count_operations(g)
+    assert counts.ann_macs == {"c": 8 * 3 * 3 * (4 // groups) * 3 * 3}
+    per_axis = torch.tensor([1.0, 2.0, 3.0, 2.0, 1.0], dtype=torch.float64)
+    expected = (8 // groups) * per_axis[:, None] * per_axis[None, :]
+    assert torch.equal(counts.sources[0].fan_out, expected.expand(4, 5, 5))
 
 
 def test_max_pool_gate_is_its_own_source() -> None:
@@ -294,3 +391,120 @@ def test_fan_out_is_computed_under_no_grad() -> None:
     with torch.no_grad():
         (s,) = count_operations(g).sources
     assert torch.equal(s.fan_out, torch.full((4,), 3.0))
+
+
+# --- the fan-out against brute force on random small graphs ----------------------------------
+
+
+def _random_branch(
+    rng: random.Random, name: str, prefix: list[Node], src: str, shape: tuple[int, int, int]
+) -> tuple[list[Node], str, tuple[int, int, int]]:
+    """One to three composable spatial ops after ``src`` (a node of ``prefix``); returns the
+    new nodes, the last one's name and its shape."""
+    nodes: list[Node] = []
+    c, h, w = shape
+    for k in range(rng.randint(1, 3)):
+        node = f"{name}{k}"
+        kind = rng.choice(["conv", "conv", "pool", "adaptive", "scale", "identity"])
+        if kind == "conv":
+            groups = rng.choice([g for g in (1, 2, c) if c % g == 0])
+            c_out = groups * rng.randint(1, 2)
+            kernel = rng.randint(1, min(3, h, w))
+            stride, dilation = rng.randint(1, 2), rng.randint(1, 2)
+            padding = rng.randint(0, kernel // 2 + dilation - 1)
+            extent = dilation * (kernel - 1) + 1
+            if h + 2 * padding < extent or w + 2 * padding < extent:
+                padding, dilation = kernel // 2, 1
+            op: object = Conv2d(
+                torch.zeros(c_out, c // groups, kernel, kernel),
+                padding=padding,
+                stride=stride,
+                dilation=dilation,
+                groups=groups,
+            )
+        elif kind == "pool":
+            kernel = rng.randint(1, min(3, h, w))
+            op = AvgPool2d(
+                (kernel, kernel),
+                (rng.randint(1, kernel),) * 2,
+                padding=(rng.randint(0, kernel // 2),) * 2,
+                ceil_mode=rng.random() < 0.3,
+            )
+        elif kind == "adaptive":
+            op = AdaptiveAvgPool2d((rng.randint(1, h), rng.randint(1, w)))
+        elif kind == "scale":
+            factor = (torch.rand(c, 1, 1) < 0.7).float() * 0.5
+            op = Scale(factor if rng.random() < 0.5 else torch.tensor(2.0))
+        else:
+            op = Identity()
+        nodes.append(Node(node, op, (src,)))  # type: ignore[arg-type]
+        c, h, w = _graph_shape([*prefix, *nodes], node)
+        src, shape = node, (c, h, w)
+    return nodes, src, (c, h, w)
+
+
+def _graph_shape(nodes: list[Node], name: str) -> tuple[int, int, int]:
+    graph = _graph([*nodes, Node("_end", Identity(), (name,))])
+    return tuple(int(d) for d in graph.node(name).meta["shape"])  # type: ignore[return-value]
+
+
+def _random_graph(seed: int) -> Graph:
+    rng = random.Random(seed)
+    shape = (rng.randint(1, 4), rng.randint(2, 6), rng.randint(2, 6))
+    nodes = [Node("x", Input(shape)), Node("s", IFNeuron(), ("x",))]
+    first, end, out_shape = _random_branch(rng, "a", nodes, "s", shape)
+    nodes += first
+    join = rng.choice(["none", "add", "concat"])
+    if join != "none":
+        second, other, other_shape = _random_branch(rng, "b", nodes, "s", shape)
+        nodes += second
+        # bring both branches to one spatial size (and, to add them, one channel count)
+        size = (min(out_shape[1], other_shape[1]), min(out_shape[2], other_shape[2]))
+        channels = rng.randint(1, 3)
+        ends = []
+        for branch, (c, h, w) in ((end, out_shape), (other, other_shape)):
+            if (h, w) != size:
+                nodes.append(Node(f"{branch}_fit", AdaptiveAvgPool2d(size), (branch,)))
+                branch = f"{branch}_fit"
+            if join == "add" and c != channels:
+                nodes.append(
+                    Node(f"{branch}_mix", Conv2d(torch.zeros(channels, c, 1, 1)), (branch,))
+                )
+                branch = f"{branch}_mix"
+            ends.append(branch)
+        if join == "add":
+            nodes.append(Node("join", Add(), tuple(ends)))
+            out_shape = (channels, *size) if out_shape[0] != channels else (out_shape[0], *size)
+        else:
+            nodes.append(Node("join", Concat(1), tuple(ends)))
+            out_shape = (out_shape[0] + other_shape[0], *size)
+        end = "join"
+    nodes.append(Node("t", IFNeuron(), (end,)))
+    tail = rng.choice(["readout", "linear-linear", "pool-readout"])
+    flat = math.prod(out_shape)
+    if tail == "pool-readout":
+        nodes.append(Node("tp", AvgPool2d((1, 1), (1, 1)), ("t",)))
+        nodes.append(Node("flat", Reshape((flat,)), ("tp",)))
+    else:
+        nodes.append(Node("flat", Reshape((flat,)), ("t",)))
+    if tail == "linear-linear":
+        nodes.append(Node("fc0", Linear(torch.zeros(5, flat)), ("flat",)))
+        nodes.append(Node("fc", Linear(torch.zeros(3, 5)), ("fc0",)))
+    else:
+        nodes.append(Node("fc", Linear(torch.zeros(3, flat)), ("flat",)))
+    return _graph(nodes)
+
+
+@settings(max_examples=150)
+@given(st.integers(0, 2**31))
+def test_fan_out_equals_brute_force_on_random_graphs(seed: int) -> None:
+    """Strides, padding, dilation, groups, overlapping and adaptive pools, channel scales
+    with zeros, adds and concatenations of two branches of one source, conv → conv and
+    linear → linear: every source's count equals the one-hot brute force."""
+    graph = _random_graph(seed)
+    counts = count_operations(graph)
+    names = {source.name for source in counts.sources}
+    for source in counts.sources:
+        reference, targets = brute_force_fan_out(graph, source.name, names - {source.name})
+        assert torch.equal(source.fan_out, reference), (source.name, seed)
+        assert set(source.targets) == targets

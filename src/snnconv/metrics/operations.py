@@ -1,6 +1,6 @@
 """Exact operation counts: ANN multiply-accumulates and SNN synaptic operations.
 
-Conventions (``METHOD.md``, "Counting operations"):
+Conventions (the user guide, "Operation counts"):
 
 * **ANN MACs** per sample: Σ over conv and linear layers of n_out · f_in, with
   f_in = k_h·k_w·C_in/groups for a convolution (padding positions included:
@@ -15,13 +15,18 @@ Conventions (``METHOD.md``, "Counting operations"):
   under Poisson encoding. Each source's synapses are those of the linear map
   from it to the next spiking layers (or the readout), with every pooling,
   reshape, concatenation, residual add and ``Scale`` in between composed into
-  that map. Neuron i's fan-out f_out,i is the number of its synapses in the
-  composed map, exact at borders, strides, padding and groups; it is computed
-  once per source by applying the transposed structural map (every weight
-  one) to a tensor of ones. A synapse is one path from the source to a
-  target: when the same source reaches one target through several paths
-  (overlapping pooling windows), each path is one accumulate. Then
-  SOPs(t) = Σ_sources Σ_i |s_i(t)|·f_out,i.
+  that map, as a spiking network deploys it: each pair (source neuron,
+  target neuron) the composed map connects is one synapse with one summed
+  weight. Neuron i's fan-out f_out,i is the number of **distinct** targets it
+  reaches structurally (whatever the weights' values), exact at borders,
+  strides, padding, dilation and groups; it is computed once per source
+  (:mod:`snnconv.metrics.synapses`). When the same source reaches a target
+  through several paths (overlapping pooling windows before a convolution,
+  conv → conv or linear → linear without an activation between, a residual
+  add of two branches of one source), that target is one synapse. Then
+  SOPs(t) = Σ_sources Σ_i |s_i(t)|·f_out,i. Each side is counted as it would
+  run: the ANN layer by layer (its MACs are those of the network as built),
+  the SNN on its composed synapses.
 * **Analog input**: the layers between the input and the first spiking layer
   run once per sample; their MACs are ``input_macs`` (counted like the ANN's),
   added to the SNN's totals when comparing with the ANN.
@@ -38,8 +43,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from snnconv.errors import UnsupportedOpError
@@ -48,37 +51,25 @@ from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
     AvgPool2d,
-    BatchNorm,
-    BinaryActivation,
-    Concat,
     Conv2d,
-    Dropout,
     Graph,
-    Identity,
     Input,
     InputEncoding,
     Linear,
     MaxPool2d,
     Node,
-    ReLU,
-    Reshape,
-    Scale,
-    Softmax,
+)
+from snnconv.metrics.synapses import (
+    COMPOSABLE,
+    BoxAlgebraError,
+    _window_bounds,
+    brute_force_fan_out,
+    distinct_fan_out,
+    fan_out_cost,
 )
 
-#: Ops that a spike can pass through on its way to the next spiking layer.
-_COMPOSABLE = (
-    "Conv2d",
-    "Linear",
-    "AvgPool2d",
-    "AdaptiveAvgPool2d",
-    "Reshape",
-    "Concat",
-    "Add",
-    "Scale",
-    "Identity",
-    "Dropout",
-)
+#: Above this many probe-element operations the brute-force fan-out is refused.
+_BRUTE_FORCE_LIMIT = 2 * 10**9
 
 
 def _numel(shape: Iterable[int]) -> int:
@@ -118,51 +109,9 @@ def other_ops(node: Node, input_shapes: list[tuple[int, ...]]) -> int:
     return 0
 
 
-def _window_bounds(size: int, out: int) -> list[tuple[int, int]]:
-    """Start and end of each adaptive-pooling window along one axis (PyTorch's rule)."""
-    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
-
-
 def _window_total(size: int, out: int) -> int:
+    """Input elements summed over the adaptive-pooling windows along one axis."""
     return sum(end - start for start, end in _window_bounds(size, out))
-
-
-def _adaptive_sum(x: Tensor, output_size: tuple[int, int]) -> Tensor:
-    """Sum (not mean) over each adaptive-pooling window: adaptive mean × window area."""
-    h, w = x.shape[-2:]
-    rows = torch.tensor([e - s for s, e in _window_bounds(h, output_size[0])], dtype=x.dtype)
-    cols = torch.tensor([e - s for s, e in _window_bounds(w, output_size[1])], dtype=x.dtype)
-    return F.adaptive_avg_pool2d(x, output_size) * rows[:, None] * cols[None, :]
-
-
-def _structural(op: object, inputs: list[Tensor]) -> Tensor:
-    """The op with every synapse weighted one (counts paths instead of computing values)."""
-    x = inputs[0]
-    if isinstance(op, Conv2d):
-        ones = torch.ones(op.weight.shape, dtype=x.dtype)
-        return F.conv2d(x, ones, None, op.stride, op.padding, op.dilation, op.groups)
-    if isinstance(op, Linear):
-        return F.linear(x, torch.ones(op.weight.shape, dtype=x.dtype))
-    if isinstance(op, AvgPool2d):
-        return F.avg_pool2d(
-            x, op.kernel_size, op.stride, op.padding, op.ceil_mode, True, divisor_override=1
-        )
-    if isinstance(op, AdaptiveAvgPool2d):
-        return _adaptive_sum(x, op.output_size)
-    if isinstance(op, Reshape):
-        return x.reshape(x.shape[0], *op.shape)
-    if isinstance(op, Concat):
-        return torch.cat(inputs, dim=op.dim)
-    if isinstance(op, Add):
-        out = inputs[0]
-        for other in inputs[1:]:
-            out = out + other
-        return out
-    if isinstance(op, Scale):
-        return x * (op.factor.cpu() != 0).to(x.dtype)
-    if isinstance(op, (Identity, Dropout, BatchNorm, ReLU, Softmax, BinaryActivation)):
-        return x  # one-to-one maps of one sample's neurons (BatchNorm/ReLU: ANN leftovers)
-    raise TypeError(type(op).__name__)
 
 
 @dataclass
@@ -238,71 +187,43 @@ def fan_out(graph: Graph, source: str, sources: set[str] | None = None) -> Sourc
 
 
 def fan_out_maps(graph: Graph, wanted: list[str], sources: set[str]) -> list[Source]:
-    """The fan-out maps of the sources ``wanted``, in one structural pass over the graph.
+    """The fan-out maps of the sources ``wanted``: distinct targets per neuron.
 
-    Every spike source's value is a leaf tensor of ones; every node between
-    spiking layers applies its structural map (weights one); the sum over all
-    targets (the spiking layers' input currents and the readout) is then
-    differentiated once: its gradient with respect to a source's leaf counts,
-    for each of its neurons, the paths to targets, i.e. the transposed
-    composed map applied to ones. Static (analog-input) values enter as zeros.
+    Each source's fan-out is counted by the box algebra of
+    :mod:`snnconv.metrics.synapses` (exact, at the cost of small matrix
+    products), or, for a composition it cannot express, by one-hot probes.
+    Static (analog-input) values carry no synapses.
 
     Raises:
-        UnsupportedOpError: an op between two spiking layers has no structural map.
+        UnsupportedOpError: an op between two spiking layers has no structural map,
+            or a composition the box algebra cannot express is too large to probe.
     """
-    with torch.enable_grad():  # callers may run under no_grad (evaluate does)
-        return _fan_out_maps(graph, wanted, sources | set(wanted))
-
-
-def _fan_out_maps(graph: Graph, wanted: list[str], sources: set[str]) -> list[Source]:
-    shapes = {n.name: (1, *(int(d) for d in n.meta["shape"])) for n in graph.nodes}
-    leaves: dict[str, Tensor] = {}
-    values: dict[str, Tensor] = {}
-    targets: dict[str, set[str]] = {name: set() for name in sources}
-    reach: dict[str, set[str]] = {}  # which sources reach each node
-    total = torch.zeros((), dtype=torch.float64)
-    for node in graph.nodes:
-        if node.name in sources:
-            leaf = torch.ones(shapes[node.name], dtype=torch.float64)
-            leaves[node.name] = leaf.requires_grad_(node.name in wanted)
-            values[node.name] = leaves[node.name]
-            reach[node.name] = {node.name}
-        incoming = set().union(*(reach.get(i, set()) for i in node.inputs))
-        if not incoming:
-            continue
-        if isinstance(node.op, SPIKING_OPS):
-            # a spiking layer's input current is where its sources' synapses end
-            (name,) = node.inputs
-            total = total + values[name].sum()
-            for s in incoming:
-                targets[s].add(node.name)
-            continue
-        if node.name in sources:
-            continue  # a gate: its input spikes stop here, its output is its own source
-        inputs = [values[i] if i in reach else torch.zeros(shapes[i]) for i in node.inputs]
+    stops = sources | set(wanted)
+    result = []
+    for name in wanted:
+        node = graph.node(name)
         try:
-            out = _structural(node.op, [x.double() for x in inputs])
-        except TypeError:
+            try:
+                counts, targets = distinct_fan_out(graph, name, stops - {name})
+            except BoxAlgebraError as why:
+                if fan_out_cost(graph, name) > _BRUTE_FORCE_LIMIT:
+                    raise UnsupportedOpError(
+                        f"{why}",
+                        node.source,
+                        COMPOSABLE,
+                        "operation counting cannot compose it exactly for a layer this large",
+                    ) from None
+                counts, targets = brute_force_fan_out(graph, name, stops - {name})
+        except TypeError as error:
+            culprit = next(n for n in graph.nodes if type(n.op).__name__ == str(error))
             raise UnsupportedOpError(
-                node.op.kind,
-                node.source,
-                _COMPOSABLE,
+                culprit.op.kind,
+                culprit.source,
+                COMPOSABLE,
                 "operation counting cannot compose it into the map between spiking layers",
             ) from None
-        values[node.name] = out
-        reach[node.name] = incoming
-        if node.name == graph.output:
-            total = total + out.sum()
-            for s in incoming:
-                targets[s].add(node.name)
-    grads: tuple[Tensor | None, ...] = (None,) * len(wanted)
-    if total.requires_grad:
-        grads = torch.autograd.grad(total, [leaves[w] for w in wanted], allow_unused=True)
-    result = []
-    for name, grad in zip(wanted, grads, strict=True):
-        f = torch.zeros(shapes[name], dtype=torch.float64) if grad is None else grad.detach()
-        ordered = [n.name for n in graph.nodes if n.name in targets[name]]
-        result.append(Source(name, graph.node(name).op.kind, f[0], ordered))
+        ordered = [n.name for n in graph.nodes if n.name in targets]
+        result.append(Source(name, node.op.kind, counts, ordered))
     return result
 
 
