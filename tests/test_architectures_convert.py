@@ -42,7 +42,11 @@ def test_architecture_converts_exactly_and_simulates(name, factory, size) -> Non
     result = snnconv.evaluate(snn, TensorDataset(x, expected.argmax(1)), 4, config)
     assert result.ann_top1 == 1.0
     assert len(result.snn_top1) == 4
-    assert all(layer["mean_rate"] >= 0 for layer in result.layers)
+    # every spiking layer is listed with its neurons and its spikes per sample and step
+    assert [layer["name"] for layer in result.layers] == snn.spiking_layers
+    for layer in result.layers:
+        spikes = sum(result.spikes_per_step[layer["name"]])
+        assert layer["mean_rate"] == pytest.approx(spikes / (layer["neurons"] * 4), rel=1e-12)
 
 
 #: The settings for deep nets: max-norm (no clipping at λ), V(0) = θ/2, negative spikes.

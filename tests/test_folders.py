@@ -129,6 +129,24 @@ def test_grayscale_and_rgba_become_rgb(tmp_path: Path) -> None:
     assert x[1, :, 1, 1].tolist() == [200, 0, 0]
 
 
+def test_sixteen_bit_images_are_scaled_by_their_bit_depth(tmp_path: Path) -> None:
+    """A 16-bit grey PNG reads as v / 65535 (not saturated at 255 / 255), beside 8-bit ones."""
+    from PIL import Image
+
+    root = tmp_path / "deep"
+    (root / "a").mkdir(parents=True)
+    ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4369).astype(np.uint16)  # 0 … 65535
+    Image.fromarray(ramp).save(root / "a" / "deep.png")
+    write_png(root / "a" / "shallow.png", np.full((4, 4), 51, np.uint8))
+    x, _ = load_image_folder(root)
+    assert x.dtype == np.float32 and x.shape == (2, 3, 4, 4)
+    np.testing.assert_allclose(x[0, 1], ramp / 65535.0, rtol=1e-6)
+    assert float((x[0] == 1.0).mean()) == 1 / 16  # only the brightest pixel is white
+    np.testing.assert_allclose(x[1], 0.2, rtol=1e-6)  # 51 / 255
+    ds = load_dataset(f"imagefolder:{root}")  # float images are used as they are
+    np.testing.assert_allclose(ds.tensors[0].numpy(), x)
+
+
 def test_errors(tmp_path: Path, flat: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_dataset(f"imagefolder:{tmp_path / 'absent'}")

@@ -175,8 +175,15 @@ def test_factory_with_weights(tmp_path: Path, fmt: str) -> None:
     torch.testing.assert_close(run_graph(snn.graph, x)[0], source(x), rtol=1e-4, atol=1e-5)
 
 
-def test_factory_without_weights() -> None:
-    assert isinstance(load_model("models:NestedNet"), NestedNet)
+def test_factory_without_weights_needs_random_weights_on_purpose(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"no trained weights.*--weights.*--random-weights"):
+        load_model("models:NestedNet")
+    model = load_model("models:NestedNet", random_weights=True)
+    assert isinstance(model, NestedNet) and model.snnconv_random_weights
+    with pytest.raises(ModelLoadError, match="exclude each other"):
+        load_model("models:NestedNet", weights=tmp_path / "w.safetensors", random_weights=True)
+    with pytest.raises(ModelLoadError, match="applies to MODULE:FACTORY"):
+        load_model(str(tmp_path / "model.pt2"), random_weights=True)
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
@@ -221,6 +228,9 @@ def test_weights_needing_unpickling_are_refused(tmp_path: Path) -> None:
 def test_bad_specs_are_refused(spec: str, match: str) -> None:
     with pytest.raises(ModelLoadError, match=match):
         load_model(spec)
+    if ":" in spec:
+        with pytest.raises(ModelLoadError, match=match):
+            load_model(spec, random_weights=True)
 
 
 # -- saved networks ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,7 +13,19 @@ import torch
 import snnconv
 from models import tiny_cnn
 from snnconv import ConfigError, ShapeError
-from snnconv.ir import Conv2d, Graph, IFNeuron, Input, InputEncoding, Linear, Node, ResetMode
+from snnconv.ir import (
+    Add,
+    Concat,
+    Conv2d,
+    Graph,
+    IFNeuron,
+    Input,
+    InputEncoding,
+    Linear,
+    Node,
+    ResetMode,
+    Reshape,
+)
 from snnconv.passes import infer_shapes
 from snnconv.sim import simulator
 from snnconv.sim.simulator import BatchResult, Simulator
@@ -35,13 +48,22 @@ def network() -> tuple[snnconv.SpikingNetwork, torch.Tensor, torch.Tensor]:
 
 
 def naive_run(
-    graph: Graph, x: torch.Tensor, y: torch.Tensor, steps: int
+    graph: Graph, x: torch.Tensor, y: torch.Tensor, steps: int, classes: int = CLASSES
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """One step at a time, every layer recomputed every step: the definition of the dynamics."""
+    correct, spikes, potential, _ = naive_run_top5(graph, x, y, steps, classes)
+    return correct, spikes, potential
+
+
+def naive_run_top5(
+    graph: Graph, x: torch.Tensor, y: torch.Tensor, steps: int, classes: int = CLASSES
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """:func:`naive_run`, also counting top-5 hits directly (any op arity: adds, concats)."""
     membranes: dict[str, torch.Tensor] = {}
     spikes = {n.name: torch.zeros(steps) for n in graph.nodes if isinstance(n.op, IFNeuron)}
-    potential = torch.zeros(x.shape[0], CLASSES)
+    potential = torch.zeros(x.shape[0], classes)
     correct = torch.zeros(steps, dtype=torch.int64)
+    correct5 = torch.zeros(steps, dtype=torch.int64)
     for t in range(steps):
         values = {graph.input.name: x}
         for node in graph.nodes[1:]:
@@ -58,10 +80,12 @@ def naive_run(
                 spikes[node.name][t] = s.sum()
                 values[node.name] = s
             else:
-                values[node.name] = op.apply(z)
+                values[node.name] = op.apply(*(values[i] for i in node.inputs))
         potential = potential + values[graph.output]
         correct[t] = (potential.argmax(1) == y).sum()
-    return correct, spikes, potential
+        ranked = potential.argsort(1, descending=True)[:, :5]
+        correct5[t] = (ranked == y[:, None]).any(1).sum()
+    return correct, spikes, potential, correct5
 
 
 def assert_same_result(a: BatchResult, b: BatchResult) -> None:
@@ -94,6 +118,76 @@ def test_simulator_equals_naive_step_loop(network: tuple, reset: ResetMode) -> N
     torch.testing.assert_close(res.output, potential, rtol=1e-6, atol=1e-5)
     assert res.correct_top1.min() < res.correct_top1.max() or steps == 1  # time matters
     assert bool((res.correct_top5 >= res.correct_top1).all())
+
+
+def _with_neurons(graph: Graph, **fields: object) -> Graph:
+    return graph.replace_nodes(
+        [
+            Node(n.name, dataclasses.replace(n.op, **fields), n.inputs, n.meta)
+            if isinstance(n.op, IFNeuron)
+            else n
+            for n in graph.nodes
+        ]
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_threshold_and_initial_potential_other_than_one(network: tuple, chunk: int) -> None:
+    """θ = 0.7 and V(0) = θ/2 (not 1/2): step for step as the naive loop defines them."""
+    snn, x, y = network
+    graph = _with_neurons(snn.graph, threshold=0.7, v_init=0.5)
+    correct, spikes, potential, correct5 = naive_run_top5(graph, x, y, 11)
+    res = Simulator(graph, device="cpu", chunk=chunk).run(x, y, 11)
+    assert torch.equal(res.correct_top1, correct)
+    assert torch.equal(res.correct_top5, correct5)
+    for name, counts in spikes.items():
+        assert torch.equal(res.spikes[name], counts), name
+    torch.testing.assert_close(res.output, potential, rtol=1e-6, atol=1e-5)
+
+
+def test_top5_counts_the_five_highest_classes(network: tuple) -> None:
+    """Against a top-5 computed directly from the potential, where top-5 exceeds top-1."""
+    snn, x, y = network
+    shifted = (y + 3) % CLASSES  # labels the net mostly ranks 2nd to 10th
+    correct, _, _, correct5 = naive_run_top5(snn.graph, x, shifted, 9)
+    res = Simulator(snn.graph, device="cpu", chunk=3).run(x, shifted, 9)
+    assert torch.equal(res.correct_top5, correct5)
+    assert torch.equal(res.correct_top1, correct)
+    assert bool((correct5 > correct).any())  # the case where the two differ
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_static_input_branch_meets_the_spiking_path(chunk: int) -> None:
+    """A conv of the analog input (computed once) added to a spiking branch, and the input
+    concatenated into the spiking path: the simulator's static-node rule against the loop."""
+    torch.manual_seed(1)
+    g = infer_shapes(
+        Graph(
+            [
+                Node("x", Input((2, 6, 6))),
+                Node("a", Conv2d(torch.rand(3, 2, 3, 3) / 4, padding=1), ("x",)),
+                Node("s1", IFNeuron(threshold=0.9, v_init=0.3), ("a",)),
+                Node("c", Conv2d(torch.randn(3, 3, 3, 3) / 3, padding=1), ("s1",)),
+                Node("b", Conv2d(torch.randn(3, 2, 1, 1) / 3), ("x",)),  # static
+                Node("add", Add(), ("c", "b")),
+                Node("s2", IFNeuron(), ("add",)),
+                Node("cat", Concat(1), ("s2", "x")),  # the input joins the spiking path
+                Node("s3", IFNeuron(threshold=0.8), ("cat",)),
+                Node("flat", Reshape((5 * 36,)), ("s3",)),
+                Node("fc", Linear(torch.randn(CLASSES, 5 * 36) / 8), ("flat",)),
+            ],
+            output="fc",
+        )
+    )
+    x = torch.rand(16, 2, 6, 6)
+    y = torch.randint(0, CLASSES, (16,))
+    correct, spikes, potential, correct5 = naive_run_top5(g, x, y, 12)
+    res = Simulator(g, device="cpu", chunk=chunk).run(x, y, 12)
+    assert all(float(counts.sum()) > 0 for counts in spikes.values())  # every layer fires
+    for name, counts in spikes.items():
+        assert torch.equal(res.spikes[name], counts), name
+    torch.testing.assert_close(res.output, potential, rtol=1e-5, atol=1e-5)
+    assert torch.equal(res.correct_top1, correct) and torch.equal(res.correct_top5, correct5)
 
 
 @pytest.mark.parametrize("encoding", [InputEncoding.ANALOG, InputEncoding.POISSON])

@@ -19,8 +19,9 @@ from snnconv.network import SpikingNetwork
 from snnconv.passes.calibrate import iterate_batches
 from snnconv.passes.pipeline import convert_graph
 from snnconv.results import EvaluationResult
+from snnconv.sim.memory import check_memory, estimate_memory
 from snnconv.sim.reference import run_graph
-from snnconv.sim.simulator import Simulator
+from snnconv.sim.simulator import Simulator, default_chunk
 
 Model = nn.Module | torch.export.ExportedProgram | Graph
 
@@ -103,6 +104,7 @@ def convert(
             _check_runs(model, example)
         graph = model if isinstance(model, Graph) else import_torch(model, example)
         spiking, stats = convert_graph(graph, calibration, config, device=device, progress=progress)
+    _check_output(spiking)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}
     meta.update(info or {})
     source = data_source(calibration)
@@ -128,6 +130,46 @@ def convert(
         for name, s in stats.items()
     }
     return SpikingNetwork(spiking, config, meta)
+
+
+def _check_output(graph: Graph) -> None:
+    """Refuse a model whose output is not one vector of class scores per sample."""
+    from snnconv.errors import ShapeError
+
+    shape = tuple(graph.node(graph.output).meta.get("shape", ()))
+    if len(shape) != 1:
+        raise ShapeError(
+            f"the model's output has shape [N, {', '.join(str(d) for d in shape)}], not "
+            "[N, classes]: snnconv reads one score per class and sample. End the model with "
+            "its classifier (flatten and a linear layer, or global pooling), or return the "
+            "class scores instead of a feature map."
+        )
+
+
+def _num_classes(graph: Graph) -> int:
+    return int(graph.node(graph.output).meta["shape"][0])
+
+
+def _check_labels(y: Tensor, classes: int) -> None:
+    """Refuse labels that are not class indices of the model's outputs."""
+    bad = (y < 0) | (y >= classes)
+    if bool(bad.any()):
+        found = sorted({int(v) for v in y[bad].tolist()})
+        shown = ", ".join(str(v) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise DataError(
+            f"{int(bad.sum()):,} of {y.numel():,} labels lie outside 0..{classes - 1}, the "
+            f"classes of the model's {classes} outputs (found {shown}). Labels must be class "
+            "indices of the model's outputs: check that the dataset matches the model."
+        )
+
+
+def _all_labels(data: object) -> Tensor | None:
+    """Every label of a TensorDataset (or a DataLoader over one), to check them at once."""
+    for candidate in (data, getattr(data, "dataset", None)):
+        tensors = getattr(candidate, "tensors", None)
+        if isinstance(tensors, tuple) and len(tensors) >= 2:
+            return torch.as_tensor(tensors[1])
+    return None
 
 
 def _labelled_batches(data: object, batch_size: int) -> Any:
@@ -204,8 +246,22 @@ def evaluate(
         network = convert(network, calibration, config, progress=progress)
     config = config or network.config
     device = config.resolved_device()
+    classes = _num_classes(network.graph)
+    labels_at_once = _all_labels(data)
+    if labels_at_once is not None:
+        _check_labels(labels_at_once, classes)
     counts = count_operations(network.graph, config.input_encoding) if record_spikes else None
     fan_out = {s.name: s.fan_out for s in counts.sources} if counts is not None else None
+    total = len(data) if hasattr(data, "__len__") and not hasattr(data, "batch_size") else None
+    check_memory(
+        estimate_memory(
+            network.graph,
+            timesteps,
+            min(config.batch_size, total or config.batch_size),
+            config.chunk or default_chunk(device),
+            len(counts.sources) if counts is not None else len(network.spiking_layers),
+        )
+    )
     start = time.perf_counter()
     with _threads(config.threads):
         sim = Simulator(
@@ -231,12 +287,13 @@ def evaluate(
         scatter: dict[str, tuple[Tensor, Tensor]] = {}
         generator = torch.Generator().manual_seed(config.seed)
         batches = _labelled_batches(data, config.batch_size)
-        total = len(data) if hasattr(data, "__len__") and not hasattr(data, "batch_size") else None
         bar = tqdm(
             total=total, disable=not progress, unit="sample", desc=f"simulating T={timesteps}"
         )
         layer_stats = {name: LayerDiagnostics() for name in network.spiking_layers}
         for index, (x, y) in enumerate(batches):
+            if labels_at_once is None:
+                _check_labels(y, classes)
             x = x.to(device, torch.float32)
             y = y.to(device)
             capture = network.spiking_layers if diagnostics else ()
@@ -338,8 +395,9 @@ def evaluate(
         model=str(info.get("model", "")),
         calibration=dict(info.get("calibration", {})),
         data_source=data_source(data),
+        model_weights=info.get("model_weights"),
         layers=layers,
-        warnings=list(info.get("warnings", [])),
+        warnings=[*info.get("warnings", []), *_dead_layer_warnings(layers, timesteps, n)],
         ann_macs={k: float(v) for k, v in counts.ann_macs.items()} if counts else {},
         ann_other_ops={k: float(v) for k, v in counts.ann_other.items()} if counts else {},
         input_macs={k: float(v) for k, v in counts.input_macs.items()} if counts else {},
@@ -351,6 +409,17 @@ def evaluate(
         ),
         arrays=arrays,
     )
+
+
+def _dead_layer_warnings(layers: list[dict[str, Any]], timesteps: int, n: int) -> list[str]:
+    """A warning for each spiking layer that never fired."""
+    return [
+        f"layer {layer['name']} never fired in {timesteps} steps on {n} samples: it passes "
+        "nothing on (its rate-activation correlation is undefined: null). Check its inputs "
+        "and its λ (activation_max), or simulate longer"
+        for layer in layers
+        if layer.get("mean_rate") == 0.0
+    ]
 
 
 def _accumulate(into: dict[str, Tensor], name: str, values: Tensor) -> None:

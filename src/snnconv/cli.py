@@ -13,7 +13,6 @@ import textwrap
 import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from snnconv.cli_interop import (
@@ -35,23 +34,20 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--percentile",
         type=float,
-        default=99.9,
         metavar="P",
         help="robust maximum per layer: P-th percentile of non-zero activations, "
-        "in (0, 100]; 100 = max-norm (default: %(default)s)",
+        "in (0, 100]; 100 = max-norm (default: 99.9)",
     )
     g.add_argument(
         "--pool-aware-percentile",
         action=argparse.BooleanOptionalAction,
-        default=True,
         help="a layer feeding max pooling takes λ no smaller than the percentile of its "
         "max-pooled values (default: on)",
     )
     g.add_argument(
         "--reset",
         choices=["subtract", "zero"],
-        default="subtract",
-        help="IF reset: by subtraction (V-=θ) or to zero (default: %(default)s)",
+        help="IF reset: by subtraction (V-=θ) or to zero (default: subtract)",
     )
     g.add_argument(
         "--input",
@@ -63,10 +59,9 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--v-init",
         type=float,
-        default=0.0,
         metavar="F",
         help="initial membrane potential as a fraction of θ, in [0, 1) "
-        "(default: %(default)s; 0.5 centres the quantization error)",
+        "(default: 0; 0.5 centres the quantization error)",
     )
     g.add_argument(
         "--readout",
@@ -78,29 +73,25 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--maxpool",
         choices=["gate", "average"],
-        default="gate",
         help="max-pooling: the spiking rate gate, or replace by average pooling "
-        "(changes the ANN) (default: %(default)s)",
+        "(changes the ANN) (default: gate)",
     )
     g.add_argument(
         "--rate-estimator",
         choices=["count", "moving_average", "exponential"],
-        default="count",
-        help="the max-pool gate's online rate estimate (default: %(default)s)",
+        help="the max-pool gate's online rate estimate (default: count)",
     )
     g.add_argument(
         "--rate-window",
         type=int,
-        default=16,
         metavar="N",
-        help="window of the moving-average estimator (default: %(default)s)",
+        help="window of the moving-average estimator (default: 16)",
     )
     g.add_argument(
         "--rate-decay",
         type=float,
-        default=0.9,
         metavar="D",
-        help="decay of the exponential estimator (default: %(default)s)",
+        help="decay of the exponential estimator (default: 0.9)",
     )
     g.add_argument(
         "--binary-threshold",
@@ -111,15 +102,13 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clamp-steps",
         type=int,
-        default=0,
         metavar="K",
         help="membrane clamp: a layer at depth d holds its membrane for K*d steps "
-        "(default: %(default)s = off)",
+        "(default: 0 = off)",
     )
     g.add_argument(
         "--negative-spikes",
         action=argparse.BooleanOptionalAction,
-        default=False,
         help="IF neurons take back spikes fired by a transient: a -1 spike at V <= -θ "
         "while their net count is positive (needs --reset subtract; default: off)",
     )
@@ -131,15 +120,20 @@ def _add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--calibration-samples",
         type=int,
-        default=1000,
         metavar="N",
-        help="calibration samples drawn with --seed (default: %(default)s)",
+        help="calibration samples drawn with --seed (default: 1000)",
     )
     g.add_argument(
         "--weights",
         metavar="FILE",
         help="weights for a MODULE:FACTORY model: .safetensors or a state dict "
         "(loaded with weights_only=True)",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run a MODULE:FACTORY model with the random weights its factory gives "
+        "(instead of --weights; recorded in results.json)",
     )
 
 
@@ -236,6 +230,28 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The demo's own output directory, which it replaces at every run.
+DEMO_OUT = "runs/demo"
+
+
+def _add_out_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    g = p.add_argument_group("output")
+    if default is None:
+        g.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    else:
+        g.add_argument(
+            "--out",
+            default=default,
+            metavar="DIR",
+            help="output directory (default: %(default)s, replaced at every run)",
+        )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty --out whole (by default it is refused)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``snnconv``."""
     parser = argparse.ArgumentParser(
@@ -255,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("model", metavar="MODEL")
     run.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
-    run.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_out_option(run)
     add_input_layout_option(run)
     _add_conversion_options(run)
     _add_data_options(run, evaluation=True)
@@ -266,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="convert and save the spiking network", description=model_help
     )
     conv.add_argument("model", metavar="MODEL")
-    conv.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_out_option(conv)
     add_input_layout_option(conv)
     _add_conversion_options(conv)
     _add_data_options(conv, evaluation=False)
@@ -279,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("model", metavar="DIR_OR_MODEL")
     ev.add_argument("--timesteps", "-T", type=int, required=True, help="simulated steps T")
-    ev.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_out_option(ev)
     add_input_layout_option(ev)
     _add_conversion_options(ev)
     _add_data_options(ev, evaluation=True)
@@ -287,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_options(ev)
 
     demo = sub.add_parser("demo", help="convert a small CNN trained on Fashion-MNIST, end to end")
-    demo.add_argument(
-        "--out", default="runs/demo", metavar="DIR", help="output directory (default: %(default)s)"
-    )
+    _add_out_option(demo, default=DEMO_OUT)
     demo.add_argument("--timesteps", "-T", type=int, default=256, help="(default: %(default)s)")
     demo.add_argument(
         "--limit",
@@ -323,15 +337,74 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Any:
     """The Config of the options this command has (its argparse dests are Config's field
-    names; options it lacks keep their defaults)."""
+    names; options it lacks or the user did not give keep their defaults)."""
     import dataclasses
 
     from snnconv.config import Config
 
     given = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Config)
+        if getattr(args, f.name, None) is not None
     }
     return Config(**given)
+
+
+#: Conversion options that only a new conversion can apply (not a saved network).
+NEEDS_CONVERSION = ("percentile", "pool_aware_percentile", "maxpool", "calibration_samples")
+
+#: Conversion options a saved network is re-simulated with (its neurons' dynamics).
+DYNAMICS = (
+    "reset",
+    "v_init",
+    "negative_spikes",
+    "clamp_steps",
+    "rate_estimator",
+    "rate_window",
+    "rate_decay",
+    "binary_threshold",
+)
+
+
+def _resimulated(args: argparse.Namespace, network: Any) -> tuple[Any, Any]:
+    """A saved network with the options given for this evaluation: simulation options and
+    neuron dynamics are applied; options that need a new conversion are refused."""
+    import dataclasses
+
+    from snnconv.config import Config
+    from snnconv.passes.to_spiking import to_spiking
+
+    refused = [name for name in NEEDS_CONVERSION if getattr(args, name, None) is not None]
+    if args.calibration is not None:
+        refused.append("calibration")
+    if refused:
+        options = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ConfigError(
+            f"{args.model} is a converted network: {options} change(s) the conversion itself "
+            "and cannot be applied to it. Convert the original model again with these "
+            "options (`snnconv run MODEL ...`), or drop them."
+        )
+    sim = _config(args)
+    changes = {name: getattr(sim, name) for name in Config.SIMULATION_OPTIONS}
+    given = {name: getattr(args, name) for name in DYNAMICS}
+    changes.update({name: value for name, value in given.items() if value is not None})
+    config = network.config.replace(**changes)
+    graph = to_spiking(
+        network.graph,
+        reset=config.reset,
+        v_init=config.v_init,
+        hold_per_depth=config.clamp_steps,
+        rate_estimator=config.rate_estimator,
+        rate_window=config.rate_window,
+        rate_decay=config.rate_decay,
+        binary_threshold=config.binary_threshold,
+        negative_spikes=config.negative_spikes,
+    )
+    info = dict(network.info)
+    dynamics = sorted(set(changes) & set(DYNAMICS))
+    if dynamics:
+        info["resimulated_with"] = {name: Config.to_dict(config)[name] for name in dynamics}
+    return dataclasses.replace(network, graph=graph, config=config, info=info), config
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -415,28 +488,50 @@ def _calibration(args: argparse.Namespace, config: Any, warnings: list[str]) -> 
     return subset, info
 
 
+def _load_model(args: argparse.Namespace) -> Any:
+    from snnconv.importers.load import load_model
+
+    return load_model(
+        args.model,
+        args.weights,
+        random_weights=getattr(args, "random_weights", False),
+        **onnx_load_options(args),
+    )
+
+
 def _convert(args: argparse.Namespace, model: Any, config: Any) -> Any:
     import snnconv
 
     warnings: list[str] = []
     calibration, cal_info = _calibration(args, config, warnings)
+    info: dict[str, Any] = {"model": args.model, "calibration": cal_info}
+    if getattr(model, "snnconv_random_weights", False):
+        info["model_weights"] = "random"
+        warnings.append(
+            f"{args.model} runs with the random weights of its factory (--random-weights): "
+            "its accuracy says nothing about a trained network"
+        )
+    elif getattr(args, "weights", None):
+        info["model_weights"] = str(args.weights)
     for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    return snnconv.convert(
-        model,
-        calibration,
-        config,
-        progress=_progress(args),
-        info={"model": args.model, "calibration": cal_info, "warnings": warnings},
-    )
+        if "embedded sample" not in w:
+            print(f"warning: {w}", file=sys.stderr)
+    info["warnings"] = warnings
+    return snnconv.convert(model, calibration, config, progress=_progress(args), info=info)
 
 
-def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) -> Any:
+def _evaluate(args: argparse.Namespace, network: Any, config: Any) -> Any:
     import snnconv
     from snnconv.data import dataset_name
 
     warnings: list[str] = []
     data = _load_data(args.dataset, args.split, args, warnings, limit=args.limit)
+    if config.batch_size > len(data):
+        print(
+            f"note: --batch-size {config.batch_size:,} is larger than the {len(data):,} "
+            f"samples: they run as one batch of {len(data):,}",
+            file=sys.stderr,
+        )
     result = snnconv.evaluate(
         network, data, args.timesteps, config, progress=_progress(args), diagnostics=True
     )
@@ -449,74 +544,72 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Any, out: Path) ->
         f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
         f"on {result.device}"
     )
-    _write_results(args, result, out)
     return result
 
 
-def _write_results(args: argparse.Namespace, result: Any, out: Path) -> None:
-    """results.json and arrays.safetensors, then (if asked and possible) report.html."""
-    from snnconv.results import RESULTS_FILE
+def _write_run(args: argparse.Namespace, out: Any, network: Any, result: Any | None = None) -> None:
+    """Write a run's files into the staging directory, then put them in place together:
+    results.json and arrays.safetensors, the network, and (if asked) report.html."""
+    import snnconv
+    from snnconv.outputs import kill_point
 
-    result.save(out)
-    print(f"wrote {out / RESULTS_FILE}")
-    if not args.report:
-        return
-    from snnconv.report import ReportError, write_report
+    staging = out.staging
+    if result is not None:
+        result.save(staging)
+        kill_point("after-results")
+    snnconv.save(network, staging)
+    kill_point("after-network")
+    report = None
+    if result is not None and args.report:
+        from snnconv.report import ReportError, write_report
 
-    try:
-        path = write_report(out)
-    except ReportError as error:
-        print(f"warning: no report.html: {error}", file=sys.stderr)
-        return
-    print(f"wrote {path}")
+        try:
+            report = write_report(staging)
+        except ReportError as error:
+            print(f"warning: no report.html: {error}", file=sys.stderr)
+        kill_point("after-report")
+    out.commit()
+    if result is not None:
+        print(f"wrote {out.path / 'results.json'}")
+    if report is not None:
+        print(f"wrote {out.path / report.name}")
+    print(f"saved the spiking network to {out.path}")
+
+
+def _output(args: argparse.Namespace, replace: bool = False) -> Any:
+    """The command's output directory, checked and locked when entered (before any work)."""
+    from snnconv.outputs import OutputDirectory
+
+    out = OutputDirectory(args.out, overwrite=args.overwrite or replace)
+    return out
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    import snnconv
-    from snnconv.importers.load import load_model
     from snnconv.network import SpikingNetwork
 
-    config = _config(args)
-    model = load_model(args.model, args.weights, **onnx_load_options(args))
-    if isinstance(model, SpikingNetwork):
-        raise ConfigError(f"{args.model} is already a converted network")
-    network = _convert(args, model, config)
-    out = Path(args.out)
-    snnconv.save(network, out)
-    print(f"saved the spiking network to {out}")
+    with _output(args) as out:
+        config = _config(args)
+        model = _load_model(args)
+        if isinstance(model, SpikingNetwork):
+            raise ConfigError(f"{args.model} is already a converted network")
+        network = _convert(args, model, config)
+        _write_run(args, out, network)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import snnconv
-    from snnconv.importers.load import load_model
+    """``run`` and ``evaluate``: convert (or load a saved network), evaluate, write."""
     from snnconv.network import SpikingNetwork
 
-    config = _config(args)
-    model = load_model(args.model, args.weights, **onnx_load_options(args))
-    network = model if isinstance(model, SpikingNetwork) else _convert(args, model, config)
-    out = Path(args.out)
-    _evaluate(args, network, config, out)
-    snnconv.save(network, out)
-    return EXIT_OK
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from snnconv.config import Config
-    from snnconv.importers.load import load_model
-    from snnconv.network import SpikingNetwork
-
-    model = load_model(args.model, args.weights, **onnx_load_options(args))
-    if isinstance(model, SpikingNetwork):
-        sim = _config(args)
-        config = model.config.replace(
-            **{name: getattr(sim, name) for name in Config.SIMULATION_OPTIONS}
-        )
-        network = model
-    else:
+    with _output(args) as out:
         config = _config(args)
-        network = _convert(args, model, config)
-    _evaluate(args, network, config, Path(args.out))
+        model = _load_model(args)
+        if isinstance(model, SpikingNetwork):
+            network, config = _resimulated(args, model)
+        else:
+            network = _convert(args, model, config)
+        result = _evaluate(args, network, config)
+        _write_run(args, out, network, result)
     return EXIT_OK
 
 
@@ -525,60 +618,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from snnconv import zoo
     from snnconv.data import calibration_subset
 
-    config = _config(args)
     start = time.perf_counter()
-    args.mean = args.std = args.image_size = None
-    train = _load_data("fashion-mnist", "train", args, None)
-    test = _load_data("fashion-mnist", "test", args, None, limit=args.limit)
-    if args.train:
-        print("training a LeNet-style CNN on Fashion-MNIST (1 epoch)...")
-        model = zoo.train(zoo.lenet("avg"), train, epochs=1, progress=_progress(args))
-        name = "lenet-avg (trained now)"
-    else:
-        model = zoo.load_pretrained_lenet()
-        name = "lenet-avg (shipped checkpoint)"
-    calibration = calibration_subset(train, config.calibration_samples, seed=config.seed)
-    network = snnconv.convert(
-        model,
-        calibration,
-        config,
-        progress=_progress(args),
-        info={
-            "model": name,
-            "calibration": {
-                "dataset": "fashion-mnist",
-                "split": "train",
-                "num_samples": len(calibration),
-                "seed": config.seed,
-                "source": calibration.source,
+    with _output(args, replace=args.out == DEMO_OUT) as out:
+        config = _config(args)
+        args.mean = args.std = args.image_size = None
+        train = _load_data("fashion-mnist", "train", args, None)
+        test = _load_data("fashion-mnist", "test", args, None, limit=args.limit)
+        if args.train:
+            print("training a LeNet-style CNN on Fashion-MNIST (1 epoch)...")
+            model = zoo.train(zoo.lenet("avg"), train, epochs=1, progress=_progress(args))
+            name = "lenet-avg (trained now)"
+        else:
+            model = zoo.load_pretrained_lenet()
+            name = "lenet-avg (shipped checkpoint)"
+        calibration = calibration_subset(train, config.calibration_samples, seed=config.seed)
+        network = snnconv.convert(
+            model,
+            calibration,
+            config,
+            progress=_progress(args),
+            info={
+                "model": name,
+                "calibration": {
+                    "dataset": "fashion-mnist",
+                    "split": "train",
+                    "num_samples": len(calibration),
+                    "seed": config.seed,
+                    "source": calibration.source,
+                },
             },
-        },
-    )
-    print(
-        f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
-        f"{len(test)} test images for T={args.timesteps} steps..."
-    )
-    result = snnconv.evaluate(
-        network, test, args.timesteps, config, progress=_progress(args), diagnostics=True
-    )
-    result.dataset = "fashion-mnist"
-    print(result.table())
-    print(result.operations_summary())
-    print(
-        "firing rates: "
-        + ", ".join(f"{layer['name']} {layer['mean_rate']:.3f}" for layer in result.layers)
-    )
-    out = Path(args.out)
-    snnconv.save(network, out)
-    _write_results(args, result, out)
-    print(f"wrote the spiking network in {out} ({time.perf_counter() - start:.0f} s in all)")
+        )
+        print(
+            f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
+            f"{len(test)} test images for T={args.timesteps} steps..."
+        )
+        result = snnconv.evaluate(
+            network, test, args.timesteps, config, progress=_progress(args), diagnostics=True
+        )
+        result.dataset = "fashion-mnist"
+        print(result.table())
+        print(result.operations_summary())
+        print(
+            "firing rates: "
+            + ", ".join(f"{layer['name']} {layer['mean_rate']:.3f}" for layer in result.layers)
+        )
+        _write_run(args, out, network, result)
+    print(f"{time.perf_counter() - start:.0f} s in all")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from snnconv.outputs import check_writable, locked
     from snnconv.report import write_report
 
-    path = write_report(args.directory, args.out)
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    with locked(args.directory):
+        path = write_report(args.directory, args.out)
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -586,7 +682,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "convert": cmd_convert,
-    "evaluate": cmd_evaluate,
+    "evaluate": cmd_run,
     "demo": cmd_demo,
     "report": cmd_report,
     "export-nir": cmd_export_nir,

@@ -98,10 +98,19 @@ def add_export_nir_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_export_nir(args: argparse.Namespace) -> int:
     """Run ``export-nir``: returns the exit status (errors raise ``SnnconvError``)."""
     from snnconv.exporters.nir import export_nir
+    from snnconv.outputs import check_writable, missing_run_hint
 
     directory = Path(args.directory)
     if not directory.exists():
-        raise ConfigError(f"{directory} does not exist; give a saved network or run directory")
+        raise ConfigError(
+            f"{directory} does not exist; give a saved network or run directory."
+            + missing_run_hint(directory)
+        )
+    target = check_writable(args.out, "--out")
+    if target.is_dir():
+        raise ConfigError(
+            f"--out {target} is a directory: give the file to write, e.g. {target / 'model.nir'}"
+        )
     out = export_nir(
         directory, Path(args.out), pooling=args.pooling, substitutes=tuple(args.substitute)
     )

@@ -190,11 +190,15 @@ class Config:
         if self.chunk is not None and self.chunk < 1:
             raise ConfigError(f"chunk must be a positive integer, got {self.chunk}")
         try:
-            torch.device("cuda" if self.device == "auto" else self.device)
-        except RuntimeError:
+            device_type: str | None = torch.device(
+                "cuda" if self.device == "auto" else self.device
+            ).type
+        except (RuntimeError, TypeError):
+            device_type = None
+        if device_type not in ("cpu", "cuda"):
             raise ConfigError(
                 f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}"
-            ) from None
+            )
 
     def resolved_device(self) -> torch.device:
         """The device to run on (``auto`` becomes CUDA when available)."""

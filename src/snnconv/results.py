@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from torch import Tensor
 
 from snnconv import __version__
 from snnconv.errors import SnnconvError
-from snnconv.exporters.saved import atomic_write_bytes
 from snnconv.metrics.tradeoff import EnergyModel, milestones
+from snnconv.outputs import atomic_write, atomic_write_bytes
 
 #: Time steps shown in summary tables.
 TABLE_STEPS: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
@@ -53,6 +52,9 @@ class EvaluationResult:
         model, dataset: Names, for the record.
         calibration: {dataset, split, num_samples, seed, source} of the
             normalization data.
+        model_weights: The weights file of a ``MODULE:FACTORY`` model,
+            ``"random"`` when it ran untrained on purpose (``--random-weights``),
+            None where the model file holds them.
         data_source: Where the evaluation data was read from: ``"embedded"``
             (the sample shipped in the package), a directory or file, or None
             where unknown (data the caller built).
@@ -86,6 +88,7 @@ class EvaluationResult:
     dataset: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
     data_source: str | None = None
+    model_weights: str | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     ann_macs: dict[str, float] = field(default_factory=dict)
@@ -153,6 +156,7 @@ class EvaluationResult:
         document: dict[str, Any] = {
             "version": __version__,
             "model": self.model,
+            "model_weights": self.model_weights,
             "dataset": self.dataset,
             "data_source": self.data_source,
             "num_samples": self.num_samples,
@@ -191,7 +195,8 @@ class EvaluationResult:
         """Write ``results.json`` atomically (temporary file, then rename)."""
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, json.dumps(self.to_dict(), indent=1).encode())
+        document = json.dumps(_finite(self.to_dict()), indent=1, allow_nan=False)
+        atomic_write_bytes(out, document.encode())
         return out
 
     def array_dict(self) -> dict[str, Tensor]:
@@ -254,21 +259,26 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (``null`` in JSON), so
+    that strict JSON parsers read ``results.json``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def save_arrays(path: str | os.PathLike[str], tensors: dict[str, Tensor]) -> Path:
     """Write ``tensors`` to a safetensors file atomically (temporary file, then rename)."""
     from safetensors.torch import save_file
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    arrays = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return atomic_write(out, lambda tmp: save_file(arrays, tmp))
 
 
 def load_results(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:

@@ -13,10 +13,8 @@ with binary weights and binary activations.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.resources
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -28,6 +26,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, T
 from tqdm import tqdm
 
 from snnconv.errors import ConfigError, DataError, ModelLoadError
+from snnconv.outputs import atomic_write
 
 __all__ = [
     "PRETRAINED_LENET_FILE",
@@ -603,8 +602,8 @@ def save_weights(
 
     The file is written to a temporary file in the same directory and then
     renamed over ``path``, so readers never see a partial file. Missing
-    parent directories are created. A new file gets mode 0644; an overwritten file keeps
-    its mode.
+    parent directories are created. A new file gets the mode the umask gives;
+    an overwritten file keeps its mode.
 
     Args:
         model: The model whose ``state_dict()`` is saved (parameters and buffers).
@@ -620,21 +619,7 @@ def save_weights(
         key: value.detach().to("cpu").contiguous().clone()
         for key, value in model.state_dict().items()
     }
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
-    )
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata=metadata)
-        # mkstemp creates the file private (0600); give it the usual permissions instead.
-        mode = destination.stat().st_mode & 0o777 if destination.exists() else 0o644
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return destination
+    return atomic_write(destination, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_weights(model: _ModelT, path: str | os.PathLike[str]) -> _ModelT:

@@ -233,7 +233,8 @@ def load_image_folder(
 
     Returns:
         ``(images, labels)``: uint8 images ``[N, 3, H, W]`` with values 0–255
-        and int64 labels ``[N]``.
+        and int64 labels ``[N]``; float32 images in [0, 1] if any image has
+        more than 8 bits per pixel (16-bit grey PNGs: scaled by 1/65535).
 
     Raises:
         DataError: If Pillow is missing, the folder is malformed, an image
@@ -254,7 +255,7 @@ def load_image_folder(
     for path, _ in samples:
         try:
             with image_module.open(path) as opened:
-                image = opened.convert("RGB")
+                image = _decoded(opened, image_module, path)
         except (OSError, ValueError, image_module.DecompressionBombError) as exc:
             raise DataError(
                 f"{path}: cannot decode the image ({exc}). Remove or replace the file."
@@ -263,7 +264,9 @@ def load_image_folder(
             image = _resize_crop(image, resize, image_size, image_module)
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from exc
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.asarray(image)
+        if array.ndim == 2:  # a high-bit-depth grey image, in [0, 1]: grey to RGB
+            array = np.repeat(array[:, :, None], 3, axis=2)
         if arrays and array.shape != arrays[0].shape:
             raise DataError(
                 f"{path}: image is {array.shape[1]}x{array.shape[0]} but "
@@ -272,6 +275,34 @@ def load_image_folder(
                 "every image to one size."
             )
         arrays.append(array)
+    if any(a.dtype != np.uint8 for a in arrays):  # some images had more than 8 bits
+        arrays = [a / np.float32(255) if a.dtype == np.uint8 else a for a in arrays]
     images = np.stack(arrays).transpose(0, 3, 1, 2).copy()
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
     return images, labels
+
+
+#: Pillow modes of grey images with more than 8 bits, and the value of full white.
+_HIGH_DEPTH: dict[str, float] = {
+    "I;16": 65535.0,
+    "I;16B": 65535.0,
+    "I;16L": 65535.0,
+    "I;16N": 65535.0,
+    "I": 65535.0,
+    "F": 1.0,
+}
+
+
+def _decoded(opened: Any, image_module: Any, path: Path) -> Any:
+    """An RGB image (8 bits), or for a grey image of more bits a float image ("F") in
+    [0, 1], scaled by its bit depth (converting it to RGB would saturate it)."""
+    if opened.mode not in _HIGH_DEPTH:
+        return opened.convert("RGB")
+    values = np.asarray(opened, dtype=np.float32)
+    full = _HIGH_DEPTH[opened.mode]
+    if values.size and (float(values.min()) < 0 or float(values.max()) > full):
+        raise DataError(
+            f"{path}: a {opened.mode} image with values outside 0..{full:g}; save it as an "
+            "8- or 16-bit image."
+        )
+    return image_module.fromarray(values / np.float32(full), mode="F")

@@ -42,7 +42,7 @@ import torch
 
 from snnconv import __version__
 from snnconv.errors import ConfigError, ModelLoadError, UnsupportedOpError
-from snnconv.exporters.saved import atomic_write_bytes, is_saved_network
+from snnconv.exporters.saved import is_saved_network
 from snnconv.exporters.saved import load as load_saved
 from snnconv.ir import (
     AdaptiveAvgPool2d,
@@ -62,6 +62,7 @@ from snnconv.ir import (
     Scale,
 )
 from snnconv.network import SpikingNetwork
+from snnconv.outputs import atomic_write_bytes
 
 #: The NIR version this exporter writes (pinned in pyproject.toml).
 NIR_VERSION = "1.0.8"

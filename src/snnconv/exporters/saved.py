@@ -13,10 +13,10 @@ import enum
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from snnconv import __version__
@@ -24,6 +24,7 @@ from snnconv.config import Config
 from snnconv.errors import ModelLoadError
 from snnconv.ir import ENUM_TYPES, OP_TYPES, Graph, Node
 from snnconv.network import SpikingNetwork
+from snnconv.outputs import atomic_write, atomic_write_bytes, missing_run_hint
 
 FORMAT = "snnconv-network"
 FORMAT_VERSION = 1
@@ -53,20 +54,6 @@ def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(network: SpikingNetwork, directory: str | os.PathLike[str]) -> Path:
@@ -102,15 +89,14 @@ def save(network: SpikingNetwork, directory: str | os.PathLike[str]) -> Path:
                 "meta": _encode(node.meta),
             }
         )
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{TENSOR_FILE}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    digests: list[str] = []
+
+    def write_tensors(tmp: Path) -> None:
         save_file(tensors, tmp, metadata={"format": FORMAT})
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, out / TENSOR_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        digests.append(hashlib.sha256(tmp.read_bytes()).hexdigest())
+
+    atomic_write(out / TENSOR_FILE, write_tensors)
+    digest = digests[0]
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -142,7 +128,8 @@ def load(directory: str | os.PathLike[str]) -> SpikingNetwork:
         if not path.is_file():
             raise ModelLoadError(
                 f"{path} is missing: {root} is not a saved snnconv network (expected "
-                f"{GRAPH_FILE} and {TENSOR_FILE}, written by `snnconv convert` or snnconv.save)"
+                f"{GRAPH_FILE} and {TENSOR_FILE}, written by `snnconv convert` or snnconv.save)."
+                + missing_run_hint(root)
             )
     try:
         document = json.loads(graph_path.read_text())
@@ -168,6 +155,12 @@ def load(directory: str | os.PathLike[str]) -> SpikingNetwork:
         tensors = load_file(tensor_path)
     except Exception as error:
         raise ModelLoadError(f"cannot read {tensor_path}: {error}") from error
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(
+                f"{tensor_path} holds NaN or Inf in {key}: the saved network is damaged. "
+                "Convert the model again."
+            )
     try:
         nodes = []
         for entry in document["graph"]["nodes"]:

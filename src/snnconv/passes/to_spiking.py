@@ -58,17 +58,31 @@ def to_spiking(
     steps; with ``negative_spikes`` the IF neurons take back transient spikes
     (see :class:`IFNeuron`). Max-pool layers get the gate's rate estimator. The output layer
     stays analog: the simulator reads it out.
+
+    On a graph that is already spiking it sets these dynamics on the existing
+    neurons and gates (their thresholds kept unless ``binary_threshold`` is
+    given): how a saved network is re-simulated with other dynamics.
     """
     depth = spiking_depth(graph)
     nodes = []
     for n in graph.nodes:
+        hold = hold_per_depth * depth[n.name]
         if isinstance(n.op, ReLU):
             neuron = IFNeuron(
                 threshold=threshold,
                 reset=reset,
                 v_init=v_init,
                 max_value=n.op.max_value,
-                hold_steps=hold_per_depth * depth[n.name],
+                hold_steps=hold,
+                negative_spikes=negative_spikes,
+            )
+            n = dataclasses.replace(n, op=neuron)
+        elif isinstance(n.op, IFNeuron):
+            neuron = dataclasses.replace(
+                n.op,
+                reset=reset,
+                v_init=v_init,
+                hold_steps=hold,
                 negative_spikes=negative_spikes,
             )
             n = dataclasses.replace(n, op=neuron)
@@ -79,7 +93,13 @@ def to_spiking(
                 threshold=theta,
                 reset=reset,
                 v_init=v_init,
-                hold_steps=hold_per_depth * depth[n.name],
+                hold_steps=hold,
+            )
+            n = dataclasses.replace(n, op=binary)
+        elif isinstance(n.op, BinaryNeuron):
+            theta = binary_threshold or n.op.threshold
+            binary = dataclasses.replace(
+                n.op, threshold=theta, reset=reset, v_init=v_init, hold_steps=hold
             )
             n = dataclasses.replace(n, op=binary)
         elif isinstance(n.op, MaxPool2d):

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
-from snnconv.exporters.saved import atomic_write_bytes
+from snnconv.outputs import atomic_write_bytes
 from snnconv.report.plots import all_figures
 from snnconv.results import TABLE_STEPS, load_results
 
