@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from snnconv.data.embedded import embedded_dir
 from snnconv.errors import DataError
 
 __all__ = [
@@ -256,7 +255,10 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def find_idx_files(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    fallback: Path | None = None,
 ) -> tuple[Path, Path]:
     """Locate the image and label IDX files of one split of an IDX dataset.
 
@@ -267,14 +269,15 @@ def find_idx_files(
     ``dataset-fashion-mnist`` installs Fashion-MNIST, and
     ``~/.cache/snnconv/<name>``). The first directory holding both files wins;
     uncompressed files are preferred to ``.gz`` ones. Where no explicit
-    directory was named and the system has no copy, a data set with an
-    embedded sample (Fashion-MNIST, see :mod:`snnconv.data.embedded`) is
-    found there.
+    directory was named and the system has no copy, ``fallback`` is searched
+    (the embedded sample of Fashion-MNIST, see :mod:`snnconv.data.embedded`).
 
     Args:
         name: ``"fashion-mnist"`` or ``"mnist"``.
         split: ``"train"`` or ``"test"``.
         data_dir: Optional directory, searched alone.
+        fallback: A directory searched last, unless ``data_dir`` or
+            ``$SNNCONV_DATA`` names one.
 
     Returns:
         Paths of the images file and the labels file.
@@ -287,8 +290,8 @@ def find_idx_files(
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
     image_stem, label_stem = _FILE_STEMS[split]
     search = data_search(name, data_dir)
-    sample = embedded_dir(name) if search.given is None else None
-    for directory in (*search.dirs, *([sample] if sample is not None else [])):
+    last = [fallback] if fallback is not None and search.given is None else []
+    for directory in (*search.dirs, *last):
         images = _find_file(directory, image_stem)
         labels = _find_file(directory, label_stem)
         if images is not None and labels is not None:
@@ -311,14 +314,18 @@ def _check_ubyte(array: np.ndarray, path: Path, ndim: int) -> None:
 
 
 def load_idx_split(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    fallback: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load one split of an IDX dataset as unscaled arrays.
 
     Args:
         name: ``"fashion-mnist"`` or ``"mnist"``.
         split: ``"train"`` or ``"test"``.
-        data_dir: Optional directory searched first (see :func:`find_idx_files`).
+        data_dir: Optional directory, searched alone (see :func:`find_idx_files`).
+        fallback: A directory searched last (see :func:`find_idx_files`).
 
     Returns:
         ``(images, labels)``: read-only uint8 images of shape ``[N, 1, H, W]``
@@ -327,7 +334,7 @@ def load_idx_split(
     Raises:
         DataError: If the files are missing, damaged, or inconsistent.
     """
-    image_path, label_path = find_idx_files(name, split, data_dir)
+    image_path, label_path = find_idx_files(name, split, data_dir, fallback)
     images = read_idx(image_path)
     labels = read_idx(label_path)
     _check_ubyte(images, image_path, 3)

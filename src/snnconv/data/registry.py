@@ -118,9 +118,10 @@ _Loader = Callable[[str, str, _DataDir], _Split]
 
 
 def _idx_loader(name: str, split: str, data_dir: _DataDir) -> _Split:
-    x, y = load_idx_split(name, split, data_dir)
-    directory = find_idx_files(name, split, data_dir)[0].parent
-    if directory == embedded_dir(name):
+    sample = embedded_dir(name)
+    x, y = load_idx_split(name, split, data_dir, sample)
+    directory = find_idx_files(name, split, data_dir, sample)[0].parent
+    if directory == sample:
         return _Split(x, y, EMBEDDED, embedded_origin(name, split))
     return _Split(x, y, str(directory))
 
