@@ -296,6 +296,42 @@ def test_energy_options_reach_the_results(tmp_path, capsys) -> None:
     assert code == 2 and "energy_ac_pj" in err
 
 
+#: Golden files; regenerate with SNNCONV_UPDATE_GOLDEN=1 (and review the diff).
+GOLDEN = Path(__file__).parent / "golden"
+
+#: What may differ between two runs of the same thing: wall time and the version.
+_UNSTABLE = {"timing", "version"}
+
+
+def assert_matches_golden(document: dict, path: Path) -> None:
+    """``document`` equals the golden file: strings, counts and booleans exactly; accuracies
+    within one sample (a neuron on its threshold may flip on another CPU's float32); other
+    floats within 1e-6 relative."""
+    document = {k: v for k, v in document.items() if k not in _UNSTABLE}
+    if os.environ.get("SNNCONV_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(path.read_text())
+    one_sample = 1 / document["num_samples"]
+
+    def compare(a: object, b: object, where: str) -> None:
+        if isinstance(b, dict):
+            assert isinstance(a, dict) and set(a) == set(b), (where, sorted(a), sorted(b))
+            for key in b:
+                compare(a[key], b[key], f"{where}.{key}")
+        elif isinstance(b, list):
+            assert isinstance(a, list) and len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                compare(x, y, f"{where}[{i}]")
+        elif isinstance(b, float) and not isinstance(b, bool):
+            accuracy = any(k in where for k in ("top1", "top5", "error"))
+            tolerance = one_sample + 1e-12 if accuracy else 1e-6 * abs(b) + 1e-12
+            assert isinstance(a, (int, float)) and abs(a - b) <= tolerance, (where, a, b)
+        else:
+            assert a == b, (where, a, b)
+
+    compare(document, golden, "results")
+
+
 def _without_system_data(tmp_path: Path) -> dict[str, str]:
     """The environment of a machine without the data set installed (and an empty HOME)."""
     env = {k: v for k, v in os.environ.items() if k != "SNNCONV_DATA"}
@@ -330,6 +366,8 @@ def test_demo_and_run_on_a_machine_without_the_data_set(tmp_path: Path) -> None:
     assert results["warnings"] == []  # the demo says it in its output only
     assert 0.89 <= results["ann"]["top1"] <= 0.915
     assert abs(results["snn"]["top1"][63] - results["ann"]["top1"]) <= 0.01
+    # the same document as the golden file: every count, accuracy and figure
+    assert_matches_golden(results, GOLDEN / "demo_embedded_T64.json")
 
     out = tmp_path / "run"
     argv = ["run", "snnconv.zoo:lenet", "--weights", str(CHECKPOINT), "--dataset"]
