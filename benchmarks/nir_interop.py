@@ -236,7 +236,7 @@ def onnx_parity(model: nn.Module, calibration: Any, data: Any, timesteps: int, c
     """Convert ``model`` from PyTorch and from its ONNX export (TorchScript exporter);
     compare op sequences, ANN outputs and SNN predictions on ``data``."""
     import snnconv
-    from snnconv.importers.onnx_import import import_onnx
+    from snnconv.importers.onnx import import_onnx
     from snnconv.sim.reference import run_graph
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ from snnconv.data import load_dataset
 from snnconv.errors import SnnconvError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ZOO_CHECKPOINT = REPO_ROOT / "src" / "snnconv" / "zoo_weights" / zoo.PRETRAINED_LENET_FILE
+ZOO_CHECKPOINT = REPO_ROOT / "src" / "snnconv" / "models" / "weights" / zoo.PRETRAINED_LENET_FILE
 
 MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "lenet_avg": ('zoo.lenet("avg")', lambda: zoo.lenet("avg")),
@@ -137,7 +137,7 @@ Reproduce with:
 ```
 
 The demo checkpoint shipped in the package,
-`src/snnconv/zoo_weights/{zoo.PRETRAINED_LENET_FILE}`, is a copy of
+`src/snnconv/models/weights/{zoo.PRETRAINED_LENET_FILE}`, is a copy of
 `lenet_avg.safetensors` (add `--update-zoo` to refresh it).
 """
     (out / "README.md").write_text(text, encoding="utf-8")

@@ -17,7 +17,7 @@ import snnconv
 from snnconv import zoo
 from snnconv.cli import main
 
-CHECKPOINT = Path(zoo.__file__).parent / "zoo_weights" / "lenet_avg_fmnist.safetensors"
+CHECKPOINT = Path(zoo.__file__).parent / "models" / "weights" / "lenet_avg_fmnist.safetensors"
 FAST = ["--limit", "64", "--calibration-samples", "200", "--device", "cpu"]
 RANDOM_LENET = ["run", "snnconv.zoo:lenet", "--random-weights"]
 

@@ -3,7 +3,6 @@ in metadata, refusals and substitutes, saved/run directories, the CLI pieces."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +14,7 @@ nir = pytest.importorskip("nir")
 
 import snnconv  # noqa: E402
 from models import tiny_cnn  # noqa: E402
-from snnconv.cli_interop import (  # noqa: E402
-    add_export_nir_parser,
-    add_input_layout_option,
-    cmd_export_nir,
-    onnx_load_options,
-)
+from snnconv.cli import build_parser, main  # noqa: E402
 from snnconv.config import Config, MaxPoolMode  # noqa: E402
 from snnconv.errors import ConfigError, ModelLoadError, UnsupportedOpError  # noqa: E402
 from snnconv.exporters.nir import NirPooling, export_nir, nir_summary, to_nir  # noqa: E402
@@ -171,30 +165,27 @@ def test_write_is_atomic_and_replaces(network: snnconv.SpikingNetwork, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.nir"]
 
 
-def test_cli_export_nir(network: snnconv.SpikingNetwork, tmp_path: Path) -> None:
+def test_cli_export_nir(
+    network: snnconv.SpikingNetwork, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     saved = snnconv.save(network, tmp_path / "run")
-    parser = argparse.ArgumentParser(prog="snnconv")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_export_nir_parser(sub)
     out = tmp_path / "cli.nir"
-    args = parser.parse_args(["export-nir", str(saved), "--out", str(out), "--pooling", "sum"])
-    assert cmd_export_nir(args) == 0
+    assert main(["export-nir", str(saved), "--out", str(out), "--pooling", "sum"]) == 0
     assert "SumPool2d" in path_types(nir.read(out))
-    bad = parser.parse_args(["export-nir", str(tmp_path / "missing"), "--out", str(out)])
-    with pytest.raises(ConfigError, match="does not exist"):
-        cmd_export_nir(bad)
+    assert main(["export-nir", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parser.parse_args(["export-nir", str(saved), "--out", "x", "--substitute", "nope"])
+        main(["export-nir", str(saved), "--out", "x", "--substitute", "nope"])
 
 
 def test_cli_input_layout_options() -> None:
-    parser = argparse.ArgumentParser()
-    add_input_layout_option(parser)
-    args = parser.parse_args(["--input-layout", "nhwc", "--input-shape", "3,32,32"])
-    assert onnx_load_options(args) == {"input_layout": "nhwc", "input_shape": (3, 32, 32)}
-    assert onnx_load_options(parser.parse_args([])) == {"input_layout": "auto", "input_shape": None}
+    parser = build_parser()
+    run = ["run", "m.onnx", "-T", "2", "--dataset", "digits", "--out", "o"]
+    args = parser.parse_args([*run, "--input-layout", "nhwc", "--input-shape", "3,32,32"])
+    assert (args.input_layout, args.input_shape) == ("nhwc", (3, 32, 32))
+    assert not hasattr(parser.parse_args(run), "input_layout")  # absent: default "auto" later
     with pytest.raises(SystemExit):
-        parser.parse_args(["--input-shape", "3,a"])
+        parser.parse_args([*run, "--input-shape", "3,a"])
 
 
 def test_residual_and_concatenation_joins_are_refused() -> None:

@@ -14,6 +14,7 @@ from snnconv.ir import (
     BatchNorm,
     Conv2d,
     Graph,
+    GraphError,
     IFNeuron,
     Input,
     Linear,
@@ -26,6 +27,7 @@ from snnconv.passes import (
     LayerStats,
     Percentile,
     collect_activation_stats,
+    infer_shapes,
     normalize,
     prepare_ann,
     to_spiking,
@@ -60,7 +62,7 @@ def test_weights_and_biases_scale_exactly_by_hand() -> None:
     graph = mlp3()
     # Powers of two: every product below is exact in float32.
     lam1, lam2 = 4.0, 0.5
-    out = normalize(graph, stats_of(r1=lam1, r2=lam2))
+    out = normalize(infer_shapes(graph), stats_of(r1=lam1, r2=lam2))
     w = {n: graph.node(n).op.weight for n in ("fc1", "fc2", "fc3")}
     b = {n: graph.node(n).op.bias for n in ("fc1", "fc2", "fc3")}
     # W ← W·λ_in/λ_out, b ← b/λ_out; λ_in = 1 for the input, λ_out = 1 for the output layer.
@@ -79,7 +81,7 @@ def test_weights_and_biases_scale_exactly_by_hand() -> None:
 def test_non_dyadic_scales() -> None:
     graph = mlp3()
     lam1, lam2 = 2.7, 0.31
-    out = normalize(graph, stats_of(r1=lam1, r2=lam2))
+    out = normalize(infer_shapes(graph), stats_of(r1=lam1, r2=lam2))
     close = {"rtol": 2e-7, "atol": 0}
     torch.testing.assert_close(
         out.node("fc1").op.weight, graph.node("fc1").op.weight / lam1, **close
@@ -114,7 +116,7 @@ def test_scale_passes_through_pooling_and_reshape() -> None:
         ],
         output="fc",
     )
-    out = normalize(graph, stats_of(relu=8.0))
+    out = normalize(infer_shapes(graph), stats_of(relu=8.0))
     assert torch.equal(out.node("conv").op.weight, w1 / 8)
     assert torch.equal(out.node("conv").op.bias, b1 / 8)
     assert out.node("flat").meta["scale"] == 8.0
@@ -132,7 +134,7 @@ def test_normalize_refuses_ops_it_cannot_scale_through() -> None:
         output="relu",
     )
     with pytest.raises(UnsupportedOpError, match="bn0"):
-        normalize(graph, stats_of(relu=2.0))
+        normalize(infer_shapes(graph), stats_of(relu=2.0))
 
 
 @pytest.mark.parametrize("p", [50.0, 99.9, 100.0])
@@ -185,3 +187,16 @@ def test_to_spiking_replaces_every_relu() -> None:
     neuron = spiking.node("r1").op
     assert (neuron.threshold, neuron.reset, neuron.v_init) == (2.0, ResetMode.ZERO, 0.5)
     assert spiking.node("fc1").op is graph.node("fc1").op
+
+
+def test_normalize_needs_shapes_and_says_so() -> None:
+    graph = Graph(
+        [
+            Node("x", Input((3,))),
+            Node("fc", Linear(torch.ones(2, 3)), ("x",)),
+            Node("relu", ReLU(), ("fc",)),
+        ],
+        output="relu",
+    )
+    with pytest.raises(GraphError, match=r"normalize needs every node's shape.*infer_shapes"):
+        normalize(graph, stats_of(relu=2.0))

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from snnconv.errors import ModelLoadError, ShapeError, UnsupportedOpError  # noqa: E402
 from snnconv.importers.load import load_model  # noqa: E402
-from snnconv.importers.onnx_import import (  # noqa: E402
+from snnconv.importers.onnx import (  # noqa: E402
     ONNX_CONVERTERS,
     OnnxOp,
     find_converter,
@@ -611,7 +611,6 @@ def test_cli_run_on_an_onnx_model_then_export_nir(tmp_path: Path) -> None:
     import json
 
     from snnconv.cli import main
-    from snnconv.cli_interop import add_export_nir_parser, cmd_export_nir
 
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -627,12 +626,8 @@ def test_cli_run_on_an_onnx_model_then_export_nir(tmp_path: Path) -> None:
     assert main([*argv, "-T", "8", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["snn"]["timesteps"] == 8 and results["num_samples"] == 40
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_export_nir_parser(parser.add_subparsers(dest="command"))
     nir_file = tmp_path / "run.nir"
-    assert cmd_export_nir(parser.parse_args(["export-nir", str(out), "--out", str(nir_file)])) == 0
+    assert main(["export-nir", str(out), "--out", str(nir_file)]) == 0
     assert nir_file.is_file()
 
 

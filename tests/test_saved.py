@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 import snnconv
 from models import MLP, tiny_cnn
 from snnconv import InputEncoding, ModelLoadError, ResetMode
-from snnconv.exporters.saved import GRAPH_FILE, TENSOR_FILE, is_saved_network
 from snnconv.ir import Op
+from snnconv.saved import GRAPH_FILE, TENSOR_FILE, is_saved_network
 from snnconv.sim.simulator import Simulator
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

@@ -7,26 +7,57 @@ Quick use::
     res = snnconv.evaluate(snn, test_loader, timesteps=256)
     print(res.table()); res.to_json("results.json")
     snnconv.save(snn, "out/"); snn = snnconv.load("out/")
+
+The names below load their modules on first use, so that ``import snnconv``
+and the command line's ``--help`` do not load PyTorch until it is needed.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from snnconv.api import convert, evaluate
-from snnconv.config import Config, Precision
-from snnconv.errors import (
-    ConfigError,
-    DataError,
-    ModelLoadError,
-    NumericalError,
-    ShapeError,
-    SnnconvError,
-    UnsupportedOpError,
-)
-from snnconv.exporters.nir import export_nir
-from snnconv.exporters.saved import load, save
-from snnconv.ir import InputEncoding, ResetMode
-from snnconv.network import SpikingNetwork
-from snnconv.results import EvaluationResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from snnconv.version import __version__
+
+if TYPE_CHECKING:
+    from snnconv.api import convert, evaluate
+    from snnconv.config import Config
+    from snnconv.errors import (
+        ConfigError,
+        DataError,
+        ModelLoadError,
+        NumericalError,
+        ShapeError,
+        SnnconvError,
+        UnsupportedOpError,
+    )
+    from snnconv.exporters.nir import export_nir
+    from snnconv.modes import InputEncoding, Precision, ResetMode
+    from snnconv.network import SpikingNetwork
+    from snnconv.results import EvaluationResult
+    from snnconv.saved import load, save
+
+#: Where each public name lives.
+_HOMES: dict[str, str] = {
+    "convert": "snnconv.api",
+    "evaluate": "snnconv.api",
+    "Config": "snnconv.config",
+    "ConfigError": "snnconv.errors",
+    "DataError": "snnconv.errors",
+    "ModelLoadError": "snnconv.errors",
+    "NumericalError": "snnconv.errors",
+    "ShapeError": "snnconv.errors",
+    "SnnconvError": "snnconv.errors",
+    "UnsupportedOpError": "snnconv.errors",
+    "export_nir": "snnconv.exporters.nir",
+    "InputEncoding": "snnconv.modes",
+    "Precision": "snnconv.modes",
+    "ResetMode": "snnconv.modes",
+    "SpikingNetwork": "snnconv.network",
+    "EvaluationResult": "snnconv.results",
+    "load": "snnconv.saved",
+    "save": "snnconv.saved",
+}
 
 __all__ = [
     "Config",
@@ -49,3 +80,16 @@ __all__ = [
     "load",
     "save",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'snnconv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -20,10 +20,10 @@ from typing import Any
 
 from torch import Tensor
 
-from snnconv import __version__
 from snnconv.errors import SnnconvError
 from snnconv.metrics.tradeoff import EnergyModel, milestones
 from snnconv.outputs import atomic_write, atomic_write_bytes
+from snnconv.version import __version__
 
 #: Time steps shown in summary tables.
 TABLE_STEPS: tuple[int, ...] = (8, 16, 32, 64, 128, 256)

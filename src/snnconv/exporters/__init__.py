@@ -1,14 +1,6 @@
-"""Exporters: the saved-network format and NIR."""
+"""Exporters: NIR, for other simulators and neuromorphic chips (our own saved format is
+:mod:`snnconv.saved`)."""
 
 from snnconv.exporters.nir import NirPooling, NirSubstitute, export_nir, to_nir
-from snnconv.exporters.saved import is_saved_network, load, save
 
-__all__ = [
-    "NirPooling",
-    "NirSubstitute",
-    "export_nir",
-    "is_saved_network",
-    "load",
-    "save",
-    "to_nir",
-]
+__all__ = ["NirPooling", "NirSubstitute", "export_nir", "to_nir"]

@@ -30,7 +30,6 @@ first steps or a non-zero initial membrane (unless
 
 from __future__ import annotations
 
-import enum
 import io
 import os
 from collections.abc import Collection
@@ -40,10 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from snnconv import __version__
 from snnconv.errors import ConfigError, ModelLoadError, UnsupportedOpError
-from snnconv.exporters.saved import is_saved_network
-from snnconv.exporters.saved import load as load_saved
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
@@ -61,8 +57,12 @@ from snnconv.ir import (
     Reshape,
     Scale,
 )
+from snnconv.modes import NirPooling, NirSubstitute
 from snnconv.network import SpikingNetwork
 from snnconv.outputs import atomic_write_bytes
+from snnconv.saved import is_saved_network
+from snnconv.saved import load as load_saved
+from snnconv.version import __version__
 
 #: The NIR version this exporter writes (pinned in pyproject.toml).
 NIR_VERSION = "1.0.8"
@@ -77,27 +77,6 @@ SUPPORTED_NIR_OPS: tuple[str, ...] = (
     "potential readout → nir.I, spike-count readout → nir.IF",
     "MaxPool2d only as average pooling (substitute 'average-pool')",
 )
-
-
-class NirPooling(enum.Enum):
-    """How average pooling is written."""
-
-    AVERAGE = "average"
-    """``nir.AvgPool2d`` (the default)."""
-    SUM = "sum"
-    """``nir.SumPool2d``, with 1/(kh·kw) folded into the next Conv2d/Linear's weights."""
-
-
-class NirSubstitute(enum.Enum):
-    """Documented approximations the user may opt into for features NIR cannot express."""
-
-    AVERAGE_POOL = "average-pool"
-    """Write the spiking max-pool gate as average pooling of the same windows. This
-    changes the network: its accuracy is that of the max→average replaced ANN (convert
-    with ``Config(maxpool=MaxPoolMode.AVERAGE)`` to normalize for it)."""
-    DROP_INITIAL_STATE = "drop-initial-state"
-    """Ignore the membrane hold of the first steps (``clamp_steps``) and a non-zero
-    initial membrane (``v_init``): consumers start integrating at step 1 from v = 0."""
 
 
 def _substitutes(values: Collection[NirSubstitute | str]) -> set[NirSubstitute]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from snnconv.errors import SnnconvError
-from snnconv.importers.onnx_import import InputLayout, import_onnx
+from snnconv.importers.onnx import InputLayout, import_onnx
 from snnconv.importers.torch_common import eval_mode
 from snnconv.importers.torch_export import import_exported_program
 from snnconv.importers.torch_fx import import_fx

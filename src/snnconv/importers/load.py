@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from snnconv.errors import ModelLoadError
-from snnconv.exporters.saved import is_saved_network
-from snnconv.exporters.saved import load as load_saved
 from snnconv.ir import Graph
 from snnconv.network import SpikingNetwork
+from snnconv.saved import is_saved_network
+from snnconv.saved import load as load_saved
 
 MODEL_FORMS = (
     "a .pt2 file saved with torch.export.save",
@@ -250,7 +250,7 @@ def load_model(
         random_weights: Run a ``MODULE:FACTORY`` model without ``weights``, on
             purpose (see :func:`load_factory`).
         input_layout: ``.onnx`` only: ``auto``, ``nchw`` or ``nhwc`` (see
-            :class:`~snnconv.importers.onnx_import.InputLayout`).
+            :class:`~snnconv.importers.onnx.InputLayout`).
         input_shape: ``.onnx`` only: one sample's ``C, H, W`` where the model's input
             dimensions are dynamic.
 
@@ -283,7 +283,7 @@ def load_model(
         if weights is not None:
             raise ModelLoadError("--weights applies to MODULE:FACTORY models, not .onnx files")
         try:
-            from snnconv.importers.onnx_import import import_onnx
+            from snnconv.importers.onnx import import_onnx
         except ImportError as error:  # pragma: no cover - depends on the installation
             raise ModelLoadError(
                 f"reading {path} needs the onnx package: pip install 'snnconv[onnx]' ({error})"

@@ -132,6 +132,30 @@ class Graph:
         live.add(self.nodes[0].name)
         return self.replace_nodes([n for n in self.nodes if n.name in live])
 
+    def require_shapes(self, needed_by: str) -> None:
+        """Raise :class:`GraphError` if a node has no ``meta['shape']`` (``infer_shapes``
+        records them): a pass that needs shapes says so instead of recomputing them."""
+        missing = [n.name for n in self.nodes if "shape" not in n.meta]
+        if missing:
+            raise GraphError(
+                f"{needed_by} needs every node's shape, and {missing[0]!r} "
+                f"({len(missing)} node(s) in all) has none: run infer_shapes first"
+            )
+
+    def to(self, device: Any, dtype: Any = None) -> Graph:
+        """A copy whose parameters live on ``device`` (as ``dtype``: float32 by default)."""
+        import torch
+
+        dtype = torch.float32 if dtype is None else dtype
+        nodes = []
+        for n in self.nodes:
+            tensors = n.op.tensors()
+            if tensors:
+                moved = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
+                n = dataclasses.replace(n, op=dataclasses.replace(n.op, **moved))
+            nodes.append(n)
+        return self.replace_nodes(nodes)
+
     def summary(self) -> str:
         """A one-line-per-node description, for messages and debugging."""
         lines = []

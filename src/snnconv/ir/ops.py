@@ -18,56 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-class ResetMode(enum.Enum):
-    """What an IF neuron's membrane does after a spike."""
-
-    SUBTRACT = "subtract"
-    """V ← V − θ: keeps the surplus charge (the default; rates converge to the ReLU)."""
-    ZERO = "zero"
-    """V ← 0: discards the surplus (offered for comparison; biased low)."""
-
-
-class InputEncoding(enum.Enum):
-    """How the input image drives the first layer."""
-
-    ANALOG = "analog"
-    """The image is a constant input current at every step (the default)."""
-    POISSON = "poisson"
-    """Each pixel spikes (±1) with probability min(|x|, 1) per step."""
-
-
-class RateEstimator(enum.Enum):
-    """How a spiking max-pool gate estimates each input's firing rate online."""
-
-    COUNT = "count"
-    """Spikes so far (the running rate times t; the default)."""
-    MOVING_AVERAGE = "moving_average"
-    """Spikes in the last ``window`` steps."""
-    EXPONENTIAL = "exponential"
-    """e ← decay·e + s, an exponentially weighted average."""
-
-
-class Readout(enum.Enum):
-    """How the output layer's activity becomes a class ranking after each step."""
-
-    POTENTIAL = "potential"
-    """Accumulated input current of the output layer (no threshold, no reset; default)."""
-    SPIKES = "spikes"
-    """Spike counts of IF output neurons (threshold λ_out, the output layer's robust
-    maximum); ties broken by the accumulated input current."""
-    SOFTMAX = "softmax"
-    """Spiking softmax: each output neuron spikes with probability softmax(z(t))_i at
-    every step (seeded); ranked by spike count, ties broken by accumulated current."""
-
-
-class BinaryKind(enum.Enum):
-    """Binary activations of BinaryNets."""
-
-    SIGN = "sign"
-    """sign(x) ∈ {−1, 0, +1} (0 only at exactly 0)."""
-    HEAVISIDE = "heaviside"
-    """H(x) = 1 if x > 0 else 0."""
+from snnconv.modes import BinaryKind, InputEncoding, RateEstimator, Readout, ResetMode
 
 
 def _pair(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int]:

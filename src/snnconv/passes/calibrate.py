@@ -243,79 +243,17 @@ def collect_activation_stats(
         for k, op in enumerate(ops)
         if name in layers
     }
-    graph_dev = _to_device(graph, device)
-
-    def passes(desc: str) -> Iterator[dict[str, Tensor]]:
-        batches = iterate_batches(data, batch_size)
-        for x in tqdm(batches, desc=desc, disable=not progress, leave=False, unit="batch"):
-            _, acts = run_graph(graph_dev, x.to(device, torch.float32), capture=layers)
-            for view, (name, op) in views.items():
-                acts[view] = op.apply(acts[name])
-            yield {name: a.reshape(-1) for name, a in acts.items()}
-
-    measured = layers + list(views)
-
-    positive = dict.fromkeys(measured, 0)
-    total = dict.fromkeys(measured, 0)
-    maximum = dict.fromkeys(measured, 0.0)
-    for acts in passes("calibration (max)"):
-        for name, a in acts.items():
-            if not bool(torch.isfinite(a).all()):
-                layer = graph.node(views[name][0] if name in views else name).source
-                raise NumericalError(
-                    f"layer {layer!r} produced NaN or Inf activations on the "
-                    "calibration data; check the input data (range, normalization) and weights"
-                )
-            positive[name] += int((a > 0).sum())
-            total[name] += a.numel()
-            maximum[name] = max(maximum[name], float(a.max()) if a.numel() else 0.0)
-    if layers and sum(total.values()) == 0:
-        raise ConfigError("calibration data is empty: pass at least one sample")
-    if not layers:
-        first = next(iterate_batches(data, batch_size), None)
-        if first is None or first.shape[0] == 0:
-            raise ConfigError("calibration data is empty: pass at least one sample")
-
-    searches: dict[str, list[_RankSearch]] = {}
-    weights: dict[str, float] = {}
-    for name in measured:
-        n = positive[name]
-        if n == 0 or percentile.p == 100:
-            continue
-        h = (n - 1) * percentile.p / 100.0
-        lo = math.floor(h)
-        weights[name] = h - lo
-        searches[name] = [
-            _RankSearch(r, maximum[name], n, bins) for r in sorted({lo, min(lo + 1, n - 1)})
-        ]
-
-    # The first histogram (over (0, max]) is kept for reports.
-    histograms: dict[str, list[int]] = {}
-    level = 0
-    while any(s.value is None for ss in searches.values() for s in ss):
-        pending = [s for ss in searches.values() for s in ss if s.value is None]
-        for s in pending:
-            s.start_pass(collect_limit if level > 0 else -1)
-        for acts in passes(f"calibration (percentile, pass {level + 1})"):
-            for name, ss in searches.items():
-                for s in ss:
-                    if s.value is None:
-                        s.observe(acts[name])
-        for name, ss in searches.items():
-            if level == 0 and ss[0].histogram is not None:
-                histograms[name] = [int(c) for c in ss[0].histogram]
-        for s in pending:
-            s.end_pass()
-        level += 1
+    run = _Passes(graph, data, layers, views, batch_size, device, progress)
+    counts = _count(run, layers + list(views))
+    searches, weights = _rank_searches(counts, percentile, bins)
+    histograms = _search(run, searches, collect_limit)
 
     def robust_max(name: str) -> float:
-        if positive[name] == 0:
+        if counts.positive[name] == 0:
             return 0.0
         if percentile.p == 100:
-            return maximum[name]
-        values = [s.value for s in searches[name]]
-        v0 = float(values[0])  # type: ignore[arg-type]
-        v1 = float(values[-1])  # type: ignore[arg-type]
+            return counts.maximum[name]
+        v0, v1 = (float(s.value) for s in (searches[name][0], searches[name][-1]))  # type: ignore[arg-type]
         return v0 + weights[name] * (v1 - v0)
 
     stats: dict[str, LayerStats] = {}
@@ -327,16 +265,116 @@ def collect_activation_stats(
             scale = max(scale, pooled_scale)
         stats[name] = LayerStats(
             scale=scale if scale > 0 else 1.0,
-            max=maximum[name],
-            positive=positive[name],
-            total=total[name],
+            max=counts.maximum[name],
+            positive=counts.positive[name],
+            total=counts.total[name],
             histogram=histograms.get(name, []),
             pooled_scale=pooled_scale,
         )
     return stats
 
 
-def _to_device(graph: Graph, device: torch.device | str) -> Graph:
-    from snnconv.passes.device import graph_to
+@dataclass
+class _Passes:
+    """Forward passes over the calibration data, yielding each measured node's values."""
 
-    return graph_to(graph, device)
+    graph: Graph
+    data: object
+    layers: list[str]
+    views: dict[str, tuple[str, MaxPool2d]]
+    batch_size: int
+    device: torch.device | str
+    progress: bool
+
+    def __post_init__(self) -> None:
+        self.on_device = self.graph.to(self.device)
+
+    def __call__(self, desc: str) -> Iterator[dict[str, Tensor]]:
+        batches = iterate_batches(self.data, self.batch_size)
+        for x in tqdm(batches, desc=desc, disable=not self.progress, leave=False, unit="batch"):
+            _, acts = run_graph(
+                self.on_device, x.to(self.device, torch.float32), capture=self.layers
+            )
+            for view, (name, op) in self.views.items():
+                acts[view] = op.apply(acts[name])
+            yield {name: a.reshape(-1) for name, a in acts.items()}
+
+    def source(self, name: str) -> str:
+        """The user-facing name of a measured node (a max-pooled view names its layer)."""
+        return self.graph.node(self.views[name][0] if name in self.views else name).source
+
+
+@dataclass
+class _Counts:
+    """Positive activations, all activations and the largest one, per measured node."""
+
+    positive: dict[str, int]
+    total: dict[str, int]
+    maximum: dict[str, float]
+
+
+def _count(run: _Passes, measured: list[str]) -> _Counts:
+    """The first pass: counts and maxima; refuses NaN/Inf and empty data."""
+    counts = _Counts(
+        dict.fromkeys(measured, 0), dict.fromkeys(measured, 0), dict.fromkeys(measured, 0.0)
+    )
+    for acts in run("calibration (max)"):
+        for name, a in acts.items():
+            if not bool(torch.isfinite(a).all()):
+                raise NumericalError(
+                    f"layer {run.source(name)!r} produced NaN or Inf activations on the "
+                    "calibration data; check the input data (range, normalization) and weights"
+                )
+            counts.positive[name] += int((a > 0).sum())
+            counts.total[name] += a.numel()
+            counts.maximum[name] = max(counts.maximum[name], float(a.max()) if a.numel() else 0.0)
+    if run.layers and sum(counts.total.values()) == 0:
+        raise ConfigError("calibration data is empty: pass at least one sample")
+    if not run.layers:
+        first = next(iterate_batches(run.data, run.batch_size), None)
+        if first is None or first.shape[0] == 0:
+            raise ConfigError("calibration data is empty: pass at least one sample")
+    return counts
+
+
+def _rank_searches(
+    counts: _Counts, percentile: Percentile, bins: int
+) -> tuple[dict[str, list[_RankSearch]], dict[str, float]]:
+    """The order statistics each node's percentile interpolates between, to be searched."""
+    searches: dict[str, list[_RankSearch]] = {}
+    weights: dict[str, float] = {}
+    for name, n in counts.positive.items():
+        if n == 0 or percentile.p == 100:
+            continue
+        h = (n - 1) * percentile.p / 100.0
+        lo = math.floor(h)
+        weights[name] = h - lo
+        searches[name] = [
+            _RankSearch(r, counts.maximum[name], n, bins) for r in sorted({lo, min(lo + 1, n - 1)})
+        ]
+    return searches, weights
+
+
+def _search(
+    run: _Passes, searches: dict[str, list[_RankSearch]], collect_limit: int
+) -> dict[str, list[int]]:
+    """Narrow every rank search pass by pass until exact; returns the first histograms
+    (over (0, max], kept for reports)."""
+    histograms: dict[str, list[int]] = {}
+    level = 0
+    while any(s.value is None for ss in searches.values() for s in ss):
+        pending = [s for ss in searches.values() for s in ss if s.value is None]
+        for s in pending:
+            s.start_pass(collect_limit if level > 0 else -1)
+        for acts in run(f"calibration (percentile, pass {level + 1})"):
+            for name, ss in searches.items():
+                for s in ss:
+                    if s.value is None:
+                        s.observe(acts[name])
+        for name, ss in searches.items():
+            if level == 0 and ss[0].histogram is not None:
+                histograms[name] = [int(c) for c in ss[0].histogram]
+        for s in pending:
+            s.end_pass()
+        level += 1
+    return histograms

@@ -116,79 +116,97 @@ def normalize(graph: Graph, stats: dict[str, LayerStats], *, output_scale: float
     Raises:
         UnsupportedOpError: an op that normalization cannot scale through.
     """
-    if any("shape" not in n.meta for n in graph.nodes):
-        from snnconv.passes.shapes import infer_shapes
-
-        graph = infer_shapes(graph)
-    scales: dict[str, Tensor] = {}
-    nodes: list[Node] = []
+    graph.require_shapes("normalize")
+    rescale = _Rescaler(graph, stats, output_scale)
     for node in graph.nodes:
-        op = node.op
+        rescale(node)
+    return graph.replace_nodes(rescale.nodes)
+
+
+class _Rescaler:
+    """Walks the graph in order, giving each node its scale and rescaled op."""
+
+    def __init__(self, graph: Graph, stats: dict[str, LayerStats], output_scale: float):
+        self.graph, self.stats, self.output_scale = graph, stats, output_scale
+        self.scales: dict[str, Tensor] = {}
+        self.nodes: list[Node] = []
+
+    def __call__(self, node: Node) -> None:
+        op, inputs = node.op, list(node.inputs)
         shape = tuple(node.meta["shape"])
-        inputs = list(node.inputs)
         if isinstance(op, Input):
             scale = torch.ones(shape, dtype=torch.float64)
-        elif isinstance(op, Conv2d):
-            t = _target_scale(graph, node, stats, output_scale)
-            s_in = _per_channel(scales[inputs[0]], node, op.kind)
-            out_ch, in_per_group = op.weight.shape[:2]
-            groups = op.groups
-            factor = s_in.reshape(groups, in_per_group).repeat_interleave(out_ch // groups, 0)
-            w = op.weight.double() * factor[:, :, None, None] / t
-            b = None if op.bias is None else op.bias.double() / t
-            op = dataclasses.replace(op, weight=w.float(), bias=None if b is None else b.float())
-            scale = torch.full(shape, t, dtype=torch.float64)
-        elif isinstance(op, Linear):
-            t = _target_scale(graph, node, stats, output_scale)
-            s_in = scales[inputs[0]].reshape(-1)
-            w = op.weight.double() * s_in[None, :] / t
-            b = None if op.bias is None else op.bias.double() / t
-            op = dataclasses.replace(op, weight=w.float(), bias=None if b is None else b.float())
-            scale = torch.full(shape, t, dtype=torch.float64)
+        elif isinstance(op, (Conv2d, Linear)):
+            op, scale = self._weighted(node, op, shape)
         elif isinstance(op, (ReLU, IFNeuron)):
-            scale = scales[inputs[0]]
-            if op.max_value is not None:
-                s = _uniform(scale)
-                if s is None:
-                    raise UnsupportedOpError(
-                        "bounded ReLU", node.source, _NORMALIZABLE, "its input scale is not uniform"
-                    )
-                op = dataclasses.replace(op, max_value=op.max_value / s)
+            op, scale = self._activation(node, op)
         elif isinstance(op, (BinaryActivation, BinaryNeuron)):
             scale = torch.ones(shape, dtype=torch.float64)  # ±1 / 0-1 outputs, unscaled
         elif isinstance(op, Concat):
-            scale = torch.cat([scales[i] for i in inputs], dim=op.dim - 1)
+            scale = torch.cat([self.scales[i] for i in inputs], dim=op.dim - 1)
         elif isinstance(op, Add):
-            t = _target_scale(graph, node, stats, output_scale)
-            rewired = []
-            for k, name in enumerate(inputs):
-                s_in = scales[name]
-                if bool(torch.allclose(s_in, torch.full_like(s_in, t), rtol=1e-12, atol=0)):
-                    rewired.append(name)
-                    continue
-                uniform = _uniform(s_in)
-                factor = torch.tensor(uniform / t) if uniform is not None else s_in / t
-                scale_node = Node(
-                    f"{node.name}_scale{k}",
-                    Scale(factor.float()),
-                    (name,),
-                    {"source": node.source, "shape": shape, "scale": t},
-                )
-                nodes.append(scale_node)
-                rewired.append(scale_node.name)
-            inputs = rewired
-            scale = torch.full(shape, t, dtype=torch.float64)
+            inputs, scale = self._add(node, shape)
         elif isinstance(op, Reshape):
-            scale = scales[inputs[0]].reshape(shape)
+            scale = self.scales[inputs[0]].reshape(shape)
         elif op.scale_transparent:
-            per_channel = _per_channel(scales[inputs[0]], node, op.kind)
+            per_channel = _per_channel(self.scales[inputs[0]], node, op.kind)
             view = (-1,) + (1,) * (len(shape) - 1)
             scale = per_channel.reshape(view).expand(shape).clone()
         else:
             raise UnsupportedOpError(
                 op.kind, node.source, _NORMALIZABLE, "normalization cannot scale through it"
             )
-        scales[node.name] = scale
+        self.scales[node.name] = scale
         meta = {**node.meta, "scale": float(scale.max()) if scale.numel() else 1.0}
-        nodes.append(dataclasses.replace(node, op=op, inputs=tuple(inputs), meta=meta))
-    return graph.replace_nodes(nodes)
+        self.nodes.append(dataclasses.replace(node, op=op, inputs=tuple(inputs), meta=meta))
+
+    def _weighted(
+        self, node: Node, op: Conv2d | Linear, shape: tuple[int, ...]
+    ) -> tuple[Conv2d | Linear, Tensor]:
+        """W ← W·s_in/λ per input channel, b ← b/λ, for the λ its activation needs."""
+        t = _target_scale(self.graph, node, self.stats, self.output_scale)
+        if isinstance(op, Conv2d):
+            s_in = _per_channel(self.scales[node.inputs[0]], node, op.kind)
+            out_ch, in_per_group = op.weight.shape[:2]
+            factor = s_in.reshape(op.groups, in_per_group).repeat_interleave(out_ch // op.groups, 0)
+            w = op.weight.double() * factor[:, :, None, None] / t
+        else:
+            s_in = self.scales[node.inputs[0]].reshape(-1)
+            w = op.weight.double() * s_in[None, :] / t
+        b = None if op.bias is None else (op.bias.double() / t).float()
+        return dataclasses.replace(op, weight=w.float(), bias=b), torch.full(
+            shape, t, dtype=torch.float64
+        )
+
+    def _activation(self, node: Node, op: ReLU | IFNeuron) -> tuple[ReLU | IFNeuron, Tensor]:
+        """A ReLU keeps its input's scale; a bound c becomes c/λ."""
+        scale = self.scales[node.inputs[0]]
+        if op.max_value is not None:
+            s = _uniform(scale)
+            if s is None:
+                raise UnsupportedOpError(
+                    "bounded ReLU", node.source, _NORMALIZABLE, "its input scale is not uniform"
+                )
+            op = dataclasses.replace(op, max_value=op.max_value / s)
+        return op, scale
+
+    def _add(self, node: Node, shape: tuple[int, ...]) -> tuple[list[str], Tensor]:
+        """Inputs of another scale than the add's target pass through a fixed Scale."""
+        t = _target_scale(self.graph, node, self.stats, self.output_scale)
+        rewired = []
+        for k, name in enumerate(node.inputs):
+            s_in = self.scales[name]
+            if bool(torch.allclose(s_in, torch.full_like(s_in, t), rtol=1e-12, atol=0)):
+                rewired.append(name)
+                continue
+            uniform = _uniform(s_in)
+            factor = torch.tensor(uniform / t) if uniform is not None else s_in / t
+            scale_node = Node(
+                f"{node.name}_scale{k}",
+                Scale(factor.float()),
+                (name,),
+                {"source": node.source, "shape": shape, "scale": t},
+            )
+            self.nodes.append(scale_node)
+            rewired.append(scale_node.name)
+        return rewired, torch.full(shape, t, dtype=torch.float64)

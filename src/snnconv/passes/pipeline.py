@@ -1,13 +1,27 @@
-"""The conversion pipeline: the ordered passes from an imported graph to a spiking one."""
+"""The conversion flow: every step from an imported graph to a spiking one, as one list.
+
+:func:`build_flow` is the table of contents of a conversion::
+
+    infer_shapes → fold_batchnorm → remove_dropout → fold_replicating_pool
+    → remove_output_softmax → [replace_maxpool] → infer_shapes
+    → collect_statistics → normalize → to_spiking
+
+Each step is a pass, a callable from graph to graph; analysis results travel in
+the graph: :class:`CollectStatistics` records each activation layer's
+:class:`~snnconv.passes.calibrate.LayerStats` in ``meta['stats']`` and the
+readout's robust maximum in the output node's ``meta['readout_scale']``,
+which the later passes read. ``snnconv convert MODEL --dry-run`` prints the
+flow with its parameters (:func:`describe`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
+from typing import Any
 
-import torch
-
-from snnconv.config import Config
+from snnconv.config import Config, MaxPoolMode
 from snnconv.errors import SnnconvError
 from snnconv.ir import Graph
 from snnconv.passes.calibrate import (
@@ -25,7 +39,20 @@ from snnconv.passes.simplify import (
     remove_output_softmax,
     replace_maxpool,
 )
-from snnconv.passes.to_spiking import to_spiking
+from snnconv.passes.to_spiking import respike
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "CollectStatistics",
+    "Pass",
+    "PassError",
+    "build_flow",
+    "convert_graph",
+    "describe",
+    "prepare_ann",
+    "run_passes",
+    "structural_passes",
+]
 
 Pass = Callable[[Graph], Graph]
 
@@ -44,13 +71,132 @@ class PassError(RuntimeError):
     """An internal failure inside a pass; names the passes that ran before it."""
 
 
+def describe(step: Pass) -> str:
+    """A pass's name, with its parameters where it has any (for ``--dry-run``)."""
+    if dataclasses.is_dataclass(step):
+        return step.describe() if hasattr(step, "describe") else repr(step)
+    return str(getattr(step, "__name__", repr(step)))
+
+
+@dataclass(frozen=True)
+class CollectStatistics:
+    """Measure every activation layer on the calibration data (the robust maximum λ and
+    its histogram) and record it in the graph: ``meta['stats']`` of each activation node,
+    ``meta['readout_scale']`` of the output node.
+
+    Attributes:
+        calibration: The calibration inputs (tensor, Dataset or DataLoader).
+        percentile: p of the robust maximum.
+        pool_aware: Take the percentile of max-pooled values into account.
+        batch_size: Samples per forward pass.
+        device: Where the passes run.
+        progress: Show progress bars.
+    """
+
+    calibration: object
+    percentile: float
+    pool_aware: bool
+    batch_size: int
+    device: Any = "cpu"
+    progress: bool = False
+
+    def __call__(self, graph: Graph) -> Graph:
+        stats = collect_activation_stats(
+            graph,
+            self.calibration,
+            Percentile(self.percentile),
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=self.progress,
+            extra=[graph.output],
+            pooled=max_pooled_layers(graph) if self.pool_aware else None,
+        )
+        readout = stats.pop(graph.output).scale if graph.output in stats else 1.0
+        nodes = []
+        for n in graph.nodes:
+            meta = dict(n.meta)
+            if n.name in stats:
+                meta["stats"] = stats[n.name]
+            if n.name == graph.output:
+                meta["readout_scale"] = readout
+            nodes.append(dataclasses.replace(n, meta=meta))
+        return graph.replace_nodes(nodes)
+
+    def describe(self) -> str:
+        return (
+            f"collect_statistics(percentile={self.percentile}, pool_aware={self.pool_aware}, "
+            f"batch_size={self.batch_size})"
+        )
+
+
+def normalize_by_statistics(graph: Graph) -> Graph:
+    """:func:`~snnconv.passes.normalize.normalize` with the λ that
+    :class:`CollectStatistics` recorded in the graph."""
+    return normalize(graph, statistics(graph))
+
+
+normalize_by_statistics.__name__ = "normalize"
+
+
+@dataclass(frozen=True)
+class ToSpiking:
+    """Replace every ReLU (binary activation) with IF (binary) neurons of the configured
+    dynamics: :func:`~snnconv.passes.to_spiking.respike`."""
+
+    config: Config
+
+    def __call__(self, graph: Graph) -> Graph:
+        return respike(graph, self.config)
+
+    def describe(self) -> str:
+        c = self.config
+        return (
+            f"to_spiking(reset={c.reset.value}, v_init={c.v_init}, "
+            f"negative_spikes={c.negative_spikes}, clamp_steps={c.clamp_steps}, "
+            f"rate_estimator={c.rate_estimator.value}, binary_threshold={c.binary_threshold})"
+        )
+
+
+def structural_passes(config: Config | None = None) -> list[Pass]:
+    """Shapes, batch-norm folding, dropout removal, folding of pixel-copying adaptive
+    pools, output-softmax removal, and (if configured) max-pool replacement."""
+    passes = list(DEFAULT_PIPELINE)
+    if config is not None and config.maxpool is MaxPoolMode.AVERAGE:
+        passes.insert(-1, replace_maxpool)
+    return passes
+
+
+def build_flow(
+    config: Config,
+    calibration: object = None,
+    *,
+    device: Any = "cpu",
+    progress: bool = False,
+) -> list[Pass]:
+    """Every pass of a conversion with ``config``, in order.
+
+    Args:
+        config: The options.
+        calibration: The calibration data (only needed to run the flow, not to list it).
+        device: Where calibration runs.
+        progress: Show progress bars.
+    """
+    measure = CollectStatistics(
+        calibration,
+        config.percentile,
+        config.pool_aware_percentile,
+        config.batch_size,
+        device,
+        progress,
+    )
+    return [*structural_passes(config), measure, normalize_by_statistics, ToSpiking(config)]
+
+
 def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
     """Apply ``passes`` in order. A failing pass is reported with the ones before it."""
     done: list[str] = []
     for p in passes:
-        name = str(
-            getattr(p, "__name__", None) or getattr(getattr(p, "func", None), "__name__", "?")
-        )
+        name = describe(p).split("(")[0]
         try:
             graph = p(graph)
         except SnnconvError:
@@ -64,15 +210,13 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
 
 
 def prepare_ann(graph: Graph, config: Config | None = None) -> Graph:
-    """The structural passes: shapes, batch-norm folding, dropout removal, folding
-    of pixel-copying adaptive pools, output-softmax removal, and (if configured)
-    max-pool replacement."""
-    from snnconv.config import MaxPoolMode
+    """Run the structural passes (see :func:`structural_passes`)."""
+    return run_passes(graph, structural_passes(config))
 
-    passes = list(DEFAULT_PIPELINE)
-    if config is not None and config.maxpool is MaxPoolMode.AVERAGE:
-        passes.insert(-1, replace_maxpool)
-    return run_passes(graph, passes)
+
+def statistics(graph: Graph) -> dict[str, LayerStats]:
+    """The statistics :class:`CollectStatistics` recorded, by activation node."""
+    return {n.name: n.meta["stats"] for n in graph.nodes if "stats" in n.meta}
 
 
 def convert_graph(
@@ -80,41 +224,15 @@ def convert_graph(
     calibration: object,
     config: Config,
     *,
-    device: torch.device | str = "cpu",
+    device: Any = "cpu",
     progress: bool = False,
 ) -> tuple[Graph, dict[str, LayerStats]]:
-    """Imported graph → spiking graph, with the activation statistics used.
-
-    ``prepare_ann`` → ``collect_activation_stats`` → ``normalize`` → ``to_spiking``.
-    """
-    ann = prepare_ann(graph, config)
-    stats = collect_activation_stats(
-        ann,
-        calibration,
-        Percentile(config.percentile),
-        batch_size=config.batch_size,
-        device=device,
-        progress=progress,
-        extra=[ann.output],
-        pooled=max_pooled_layers(ann) if config.pool_aware_percentile else None,
-    )
-    readout_scale = stats.pop(ann.output).scale if ann.output in stats else 1.0
-    spiking = run_passes(
-        ann,
-        [
-            partial(normalize, stats=stats),
-            partial(
-                to_spiking,
-                reset=config.reset,
-                v_init=config.v_init,
-                hold_per_depth=config.clamp_steps,
-                negative_spikes=config.negative_spikes,
-                rate_estimator=config.rate_estimator,
-                rate_window=config.rate_window,
-                rate_decay=config.rate_decay,
-                binary_threshold=config.binary_threshold,
-            ),
-        ],
-    )
-    spiking = spiking.with_op(spiking.output, spiking.output_node.op, readout_scale=readout_scale)
-    return spiking, stats
+    """Run the flow; return the spiking graph and the statistics it used (taken out of the
+    graph, whose node metadata keep only what the saved format holds)."""
+    spiking = run_passes(graph, build_flow(config, calibration, device=device, progress=progress))
+    stats = statistics(spiking)
+    nodes = [
+        dataclasses.replace(n, meta={k: v for k, v in n.meta.items() if k != "stats"})
+        for n in spiking.nodes
+    ]
+    return spiking.replace_nodes(nodes), stats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from snnconv.config import Config
 from snnconv.ir import (
     BinaryActivation,
     BinaryKind,
@@ -109,3 +110,19 @@ def to_spiking(
             n = dataclasses.replace(n, op=pool)
         nodes.append(n)
     return graph.replace_nodes(nodes)
+
+
+def respike(graph: Graph, config: Config) -> Graph:
+    """:func:`to_spiking` with the neuron and gate dynamics of ``config`` (the flow's last
+    pass, and how a saved network is re-simulated with other dynamics)."""
+    return to_spiking(
+        graph,
+        reset=config.reset,
+        v_init=config.v_init,
+        hold_per_depth=config.clamp_steps,
+        rate_estimator=config.rate_estimator,
+        rate_window=config.rate_window,
+        rate_decay=config.rate_decay,
+        binary_threshold=config.binary_threshold,
+        negative_spikes=config.negative_spikes,
+    )

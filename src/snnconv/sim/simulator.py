@@ -46,7 +46,6 @@ from snnconv.ir import (
     MaxPool2d,
     Readout,
 )
-from snnconv.passes.device import graph_to
 from snnconv.sim.maxpool import MaxPoolGate
 from snnconv.sim.neurons import if_scan, if_step_subtract
 from snnconv.sim.reference import check_input, last_uses
@@ -157,7 +156,7 @@ class Simulator:
         self.device = torch.device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        self.graph = graph_to(graph, self.device)
+        self.graph = graph.to(self.device)
         self.chunk = int(chunk) if chunk is not None else default_chunk(self.device)
         if self.chunk < 1:
             raise ConfigError(f"chunk must be a positive integer, got {chunk}")

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from snnconv import __version__
 from snnconv.config import Config
 from snnconv.errors import ModelLoadError
 from snnconv.ir import ENUM_TYPES, OP_TYPES, Graph, Node
 from snnconv.network import SpikingNetwork
 from snnconv.outputs import atomic_write, atomic_write_bytes, missing_run_hint
+from snnconv.version import __version__
 
 FORMAT = "snnconv-network"
 FORMAT_VERSION = 1

@@ -1,0 +1,360 @@
+"""What each command does: convert, evaluate, write a run directory, rebuild a report.
+
+Each ``cmd_*`` takes the parsed arguments (options the user did not give already
+filled with their defaults) and returns the exit status; user errors raise
+:class:`~snnconv.errors.SnnconvError` and the entry point turns them into exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from snnconv.cli.config_file import write_config_file
+from snnconv.cli.options import config_from, given
+from snnconv.config import Config, Stage
+from snnconv.errors import ConfigError
+
+__all__ = [
+    "DEMO_OUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_USER",
+    "cmd_convert",
+    "cmd_demo",
+    "cmd_export_nir",
+    "cmd_report",
+    "cmd_run",
+]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+#: The demo's own output directory, which it replaces at every run.
+DEMO_OUT = "runs/demo"
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def _load_data(
+    spec: str,
+    split: str,
+    args: argparse.Namespace,
+    warnings: list[str] | None,
+    limit: int | None = None,
+) -> Any:
+    """Load a dataset with the command's data options and say where it came from, in one
+    line; a fall-back to the embedded sample is also a ``warnings`` entry (unless
+    ``warnings`` is None: the demo)."""
+    import warnings as python_warnings
+
+    from snnconv.data import (
+        EMBEDDED,
+        EmbeddedSampleWarning,
+        dataset_name,
+        embedded_notice,
+        load_dataset,
+    )
+
+    with python_warnings.catch_warnings():
+        python_warnings.simplefilter("ignore", EmbeddedSampleWarning)
+        image_size = getattr(args, "image_size", None) if spec.startswith("imagefolder:") else None
+        data = load_dataset(
+            spec,
+            split,
+            data_dir=args.data_dir,
+            limit=limit,
+            mean=getattr(args, "mean", None),
+            std=getattr(args, "std", None),
+            image_size=image_size,
+        )
+    if data.source == EMBEDDED:
+        notice = embedded_notice(spec, split, len(data))
+        print(f"note: {notice}", file=sys.stderr)
+        if warnings is not None:
+            warnings.append(notice)
+    else:
+        print(
+            f"data: {dataset_name(spec)} {split} split, {len(data):,} samples, from {data.source}"
+        )
+    return data
+
+
+def _calibration(args: argparse.Namespace, config: Config, warnings: list[str]) -> tuple[Any, dict]:
+    from snnconv.data import calibration_subset, dataset_name, has_train_split
+
+    spec = args.calibration
+    split = "train"
+    if spec is None:
+        spec = getattr(args, "dataset", None)
+        if spec is None:
+            raise ConfigError("convert needs --calibration DATASET (the normalization data)")
+        if not has_train_split(spec):
+            split = getattr(args, "split", "test")
+            warnings.append(
+                f"{dataset_name(spec)} has no training split and no --calibration was given: "
+                "normalization statistics come from the evaluation data itself"
+            )
+    elif not has_train_split(spec):
+        split = "test"
+    data = _load_data(spec, split, args, warnings)
+    subset = calibration_subset(data, config.calibration_samples, seed=config.seed)
+    info = {
+        "dataset": dataset_name(spec),
+        "split": split,
+        "num_samples": len(subset),
+        "seed": config.seed,
+        "source": data.source,
+    }
+    return subset, info
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from snnconv.importers.load import load_model
+
+    return load_model(
+        args.model,
+        args.weights,
+        random_weights=args.random_weights,
+        input_layout=args.input_layout,
+        input_shape=args.input_shape,
+    )
+
+
+def _convert(args: argparse.Namespace, model: Any, config: Config) -> Any:
+    import snnconv
+
+    warnings: list[str] = []
+    calibration, cal_info = _calibration(args, config, warnings)
+    info: dict[str, Any] = {"model": args.model, "calibration": cal_info}
+    if getattr(model, "snnconv_random_weights", False):
+        info["model_weights"] = "random"
+        warnings.append(
+            f"{args.model} runs with the random weights of its factory (--random-weights): "
+            "its accuracy says nothing about a trained network"
+        )
+    elif args.weights:
+        info["model_weights"] = str(args.weights)
+    for w in warnings:
+        if "embedded sample" not in w:
+            print(f"warning: {w}", file=sys.stderr)
+    info["warnings"] = warnings
+    return snnconv.convert(model, calibration, config, progress=_progress(args), info=info)
+
+
+def _resimulated(args: argparse.Namespace, network: Any) -> tuple[Any, Config]:
+    """A saved network with the options given for this evaluation: simulation options and
+    neuron dynamics are applied; options that need a new conversion are refused."""
+    from snnconv.cli.options import flag
+    from snnconv.passes.to_spiking import respike
+
+    refused = [flag(name) for name in given(args, Config.names(Stage.CONVERSION))]
+    if args.calibration is not None:
+        refused.append("--calibration")
+    if refused:
+        raise ConfigError(
+            f"{args.model} is a converted network: {', '.join(refused)} change(s) the "
+            "conversion itself and cannot be applied to it. Convert the original model again "
+            "with these options (`snnconv run MODEL ...`), or drop them."
+        )
+    changes = given(args, Config.names(Stage.SIMULATION) + Config.names(Stage.DYNAMICS))
+    config = network.config.replace(**changes)
+    info = dict(network.info)
+    dynamics = sorted(set(changes) & set(Config.names(Stage.DYNAMICS)))
+    if dynamics:
+        info["resimulated_with"] = {name: config.to_dict()[name] for name in dynamics}
+    graph = respike(network.graph, config)
+    return dataclasses.replace(network, graph=graph, config=config, info=info), config
+
+
+def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
+    import snnconv
+    from snnconv.data import dataset_name
+
+    warnings: list[str] = []
+    data = _load_data(args.dataset, args.split, args, warnings, limit=args.limit)
+    if config.batch_size > len(data):
+        print(
+            f"note: --batch-size {config.batch_size:,} is larger than the {len(data):,} "
+            f"samples: they run as one batch of {len(data):,}",
+            file=sys.stderr,
+        )
+    result = snnconv.evaluate(
+        network, data, args.timesteps, config, progress=_progress(args), diagnostics=True
+    )
+    result.warnings += [w for w in warnings if w not in result.warnings]
+    result.dataset = dataset_name(args.dataset)
+    result.model = str(network.info.get("model", args.model))
+    print(result.table())
+    print(result.operations_summary())
+    print(
+        f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
+        f"on {result.device}"
+    )
+    return result
+
+
+def _write_run(args: argparse.Namespace, out: Any, network: Any, result: Any | None = None) -> None:
+    """Write a run's files into the staging directory, then put them in place together:
+    results.json and arrays.safetensors, the network, config.toml, and report.html."""
+    import snnconv
+    from snnconv.outputs import kill_point
+
+    staging = out.staging
+    if result is not None:
+        result.save(staging)
+        kill_point("after-results")
+    snnconv.save(network, staging)
+    write_config_file(staging, network.config, args, args.parser)
+    kill_point("after-network")
+    report = None
+    if result is not None and args.report:
+        from snnconv.report import ReportError, write_report
+
+        try:
+            report = write_report(staging)
+        except ReportError as error:
+            print(f"warning: no report.html: {error}", file=sys.stderr)
+        kill_point("after-report")
+    out.commit()
+    if result is not None:
+        print(f"wrote {out.path / 'results.json'}")
+    if report is not None:
+        print(f"wrote {out.path / report.name}")
+    print(f"saved the spiking network to {out.path}")
+
+
+def _output(args: argparse.Namespace, replace: bool = False) -> Any:
+    """The command's output directory, checked and locked when entered (before any work)."""
+    from snnconv.outputs import OutputDirectory
+
+    return OutputDirectory(args.out, overwrite=args.overwrite or replace)
+
+
+def _print_flow(config: Config) -> int:
+    from snnconv.passes.pipeline import build_flow, describe
+
+    print("the conversion would run these passes, in order:")
+    for number, step in enumerate(build_flow(config), 1):
+        print(f"{number:>3}. {describe(step)}")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``convert``: convert MODEL and save the network (``--dry-run``: list the passes)."""
+    from snnconv.network import SpikingNetwork
+
+    if args.dry_run:
+        return _print_flow(config_from(args))
+    with _output(args) as out:
+        config = config_from(args)
+        model = _load_model(args)
+        if isinstance(model, SpikingNetwork):
+            raise ConfigError(f"{args.model} is already a converted network")
+        network = _convert(args, model, config)
+        _write_run(args, out, network)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run`` and ``evaluate``: convert (or load a saved network), evaluate, write."""
+    from snnconv.network import SpikingNetwork
+
+    if args.dry_run:
+        return _print_flow(config_from(args))
+    with _output(args) as out:
+        config = config_from(args)
+        model = _load_model(args)
+        if isinstance(model, SpikingNetwork):
+            network, config = _resimulated(args, model)
+        else:
+            network = _convert(args, model, config)
+        result = _evaluate(args, network, config)
+        _write_run(args, out, network, result)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: the shipped LeNet on Fashion-MNIST, end to end."""
+    import snnconv
+    from snnconv import zoo
+    from snnconv.data import calibration_subset
+
+    start = time.perf_counter()
+    with _output(args, replace=args.out == DEMO_OUT) as out:
+        config = config_from(args)
+        train = _load_data("fashion-mnist", "train", args, None)
+        test = _load_data("fashion-mnist", "test", args, None, limit=args.limit)
+        if args.train:
+            print("training a LeNet-style CNN on Fashion-MNIST (1 epoch)...")
+            model = zoo.train(zoo.lenet("avg"), train, epochs=1, progress=_progress(args))
+            name = "lenet-avg (trained now)"
+        else:
+            model = zoo.load_pretrained_lenet()
+            name = "lenet-avg (shipped checkpoint)"
+        calibration = calibration_subset(train, config.calibration_samples, seed=config.seed)
+        info = {
+            "model": name,
+            "calibration": {
+                "dataset": "fashion-mnist",
+                "split": "train",
+                "num_samples": len(calibration),
+                "seed": config.seed,
+                "source": calibration.source,
+            },
+        }
+        network = snnconv.convert(model, calibration, config, progress=_progress(args), info=info)
+        print(
+            f"converted {name}: {len(network.spiking_layers)} spiking layers; simulating "
+            f"{len(test)} test images for T={args.timesteps} steps..."
+        )
+        result = snnconv.evaluate(
+            network, test, args.timesteps, config, progress=_progress(args), diagnostics=True
+        )
+        result.dataset = "fashion-mnist"
+        print(result.table())
+        print(result.operations_summary())
+        rates = ", ".join(f"{layer['name']} {layer['mean_rate']:.3f}" for layer in result.layers)
+        print(f"firing rates: {rates}")
+        _write_run(args, out, network, result)
+    print(f"{time.perf_counter() - start:.0f} s in all")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``report``: rebuild DIR/report.html (under DIR's lock)."""
+    from snnconv.outputs import check_writable, locked
+    from snnconv.report import write_report
+
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    with locked(args.directory):
+        path = write_report(args.directory, args.out)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    """``export-nir``: write a saved network as NIR."""
+    from snnconv.exporters.nir import export_nir
+    from snnconv.outputs import check_writable, missing_run_hint
+
+    directory = Path(args.directory)
+    if not directory.exists():
+        raise ConfigError(
+            f"{directory} does not exist; give a saved network or run directory."
+            + missing_run_hint(directory)
+        )
+    target = check_writable(args.out, "--out")
+    if target.is_dir():
+        raise ConfigError(
+            f"--out {target} is a directory: give the file to write, e.g. {target / 'model.nir'}"
+        )
+    out = export_nir(directory, target, pooling=args.pooling, substitutes=tuple(args.substitute))
+    print(f"wrote {out}")
+    return EXIT_OK

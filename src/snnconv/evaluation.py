@@ -1,0 +1,392 @@
+"""An evaluation, in named parts: checks, the batch loop, and what it adds up.
+
+:func:`run_evaluation` is what :func:`snnconv.evaluate` does once the network is
+converted: check labels and memory, count the operations' fan-out maps once,
+then for every batch run the ANN and the simulator and add their results into
+three tallies (accuracy, events, diagnostics), and finally turn the tallies
+into an :class:`~snnconv.results.EvaluationResult`. Adding a metric touches the
+tally that gathers it and :class:`LayerRow` or the arrays it adds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from snnconv.config import Config
+from snnconv.data.registry import data_source
+from snnconv.errors import DataError
+from snnconv.ir import SPIKING_OPS, Graph, Node
+from snnconv.metrics.diagnostics import LayerDiagnostics, spike_rates
+from snnconv.metrics.operations import OperationCounts, count_operations
+from snnconv.network import SpikingNetwork
+from snnconv.results import EvaluationResult
+from snnconv.sim.memory import check_memory, estimate_memory
+from snnconv.sim.reference import run_graph
+from snnconv.sim.simulator import BatchResult, Simulator, default_chunk
+
+__all__ = ["SCATTER_SAMPLES", "LayerRow", "run_evaluation"]
+
+#: Rate-vs-activation pairs kept per layer for scatter plots.
+SCATTER_SAMPLES = 2000
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def num_classes(graph: Graph) -> int:
+    """The number of the model's outputs (class scores)."""
+    return int(graph.node(graph.output).meta["shape"][0])
+
+
+def check_labels(y: Tensor, classes: int) -> None:
+    """Refuse labels that are not class indices of the model's outputs."""
+    bad = (y < 0) | (y >= classes)
+    if bool(bad.any()):
+        found = sorted({int(v) for v in y[bad].tolist()})
+        shown = ", ".join(str(v) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise DataError(
+            f"{int(bad.sum()):,} of {y.numel():,} labels lie outside 0..{classes - 1}, the "
+            f"classes of the model's {classes} outputs (found {shown}). Labels must be class "
+            "indices of the model's outputs: check that the dataset matches the model."
+        )
+
+
+def _all_labels(data: object) -> Tensor | None:
+    """Every label of a TensorDataset (or a DataLoader over one), to check them at once."""
+    for candidate in (data, getattr(data, "dataset", None)):
+        tensors = getattr(candidate, "tensors", None)
+        if isinstance(tensors, tuple) and len(tensors) >= 2:
+            return torch.as_tensor(tensors[1])
+    return None
+
+
+def _samples(data: object) -> int | None:
+    """How many samples ``data`` holds, where it says (a Dataset; not a DataLoader)."""
+    return len(data) if hasattr(data, "__len__") and not hasattr(data, "batch_size") else None  # type: ignore[arg-type]
+
+
+def labelled_batches(data: object, batch_size: int) -> Any:
+    """``(x, y)`` batches of a Dataset or DataLoader (or any iterable of pairs)."""
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(
+        data, torch.utils.data.IterableDataset
+    ):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if not hasattr(data, "__iter__"):
+        raise DataError(f"evaluation data must be a Dataset or DataLoader, got {type(data)!r}")
+    for item in data:  # type: ignore[attr-defined]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(
+                "evaluation data must yield (inputs, labels) pairs; got a single tensor. "
+                "Wrap inputs and labels in a TensorDataset."
+            )
+        yield item[0], torch.as_tensor(item[1]).long()
+
+
+# --- the tallies -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Accuracy:
+    """Correct top-1/top-5 counts of the ANN and of the SNN after every step."""
+
+    timesteps: int
+    device: Any
+    samples: int = 0
+    ann1: int = 0
+    ann5: int = 0
+    snn1: Tensor = field(init=False)
+    snn5: Tensor = field(init=False)
+    labels: list[Tensor] = field(default_factory=list)
+    ann_predictions: list[Tensor] = field(default_factory=list)
+    predictions: list[Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.snn1 = torch.zeros(self.timesteps, dtype=torch.int64, device=self.device)
+        self.snn5 = torch.zeros(self.timesteps, dtype=torch.int64, device=self.device)
+
+    def add(self, y: Tensor, ann_out: Tensor, res: BatchResult) -> None:
+        ranks = ann_out.topk(min(5, ann_out.shape[-1]), dim=-1).indices
+        hits = ranks == y[:, None]
+        self.ann1 += int(hits[:, 0].sum())
+        self.ann5 += int(hits.any(-1).sum())
+        self.snn1 += res.correct_top1
+        self.snn5 += res.correct_top5
+        self.samples += y.shape[0]
+        self.labels.append(y.cpu())
+        self.ann_predictions.append(ranks[:, 0].cpu())
+        if res.predictions is not None:
+            self.predictions.append(res.predictions.cpu())
+
+
+@dataclass
+class _Events:
+    """Events and synaptic operations per spike source and step, summed over samples."""
+
+    spikes: dict[str, Tensor] = field(default_factory=dict)
+    sops: dict[str, Tensor] = field(default_factory=dict)
+
+    def add(self, res: BatchResult) -> None:
+        for into, values in ((self.spikes, {**res.spikes, **res.events}), (self.sops, res.sops)):
+            for name, counts in values.items():
+                if name in into:
+                    into[name] += counts.double()
+                else:
+                    into[name] = counts.double().clone()
+
+    def per_sample(self, n: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        spikes = {name: (c / n).tolist() for name, c in self.spikes.items()}
+        return spikes, {name: (c / n).tolist() for name, c in self.sops.items()}
+
+
+@dataclass
+class _Diagnostics:
+    """Per-layer rate-vs-activation statistics and a seeded sample of pairs for plots."""
+
+    layers: list[str]
+    seed: int
+    stats: dict[str, LayerDiagnostics] = field(init=False)
+    scatter: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stats = {name: LayerDiagnostics() for name in self.layers}
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def add(self, activations: dict[str, Tensor], res: BatchResult, timesteps: int) -> None:
+        for name, neuron_spikes in res.totals.items():
+            rates = spike_rates(neuron_spikes, timesteps)
+            self.stats[name].update(activations[name], rates)
+            if name not in self.scatter:
+                self.scatter[name] = self._sample(activations[name], rates)
+
+    def _sample(self, activation: Tensor, rate: Tensor) -> tuple[Tensor, Tensor]:
+        a = activation.reshape(-1).float().cpu()
+        r = rate.reshape(-1).float().cpu()
+        if a.numel() > SCATTER_SAMPLES:
+            index = torch.randperm(a.numel(), generator=self.generator)[:SCATTER_SAMPLES]
+            a, r = a[index], r[index]
+        return a.contiguous(), r.contiguous()
+
+
+# --- the per-layer rows --------------------------------------------------------------------------
+
+
+@dataclass
+class LayerRow:
+    """One spiking layer in ``results.json``'s ``layers`` (absent figures are left out)."""
+
+    name: str
+    op: str
+    source: str
+    neurons: int
+    scale: float
+    mean_rate: float
+    activation_max: float | None = None
+    sops_per_sample: float | None = None
+    fan_out_mean: float | None = None
+    silent_fraction: float | None = None
+    saturated_fraction: float | None = None
+    correlation: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def _layer_row(
+    node: Node,
+    timesteps: int,
+    spikes: dict[str, list[float]],
+    sops: dict[str, list[float]],
+    stats: dict[str, Any],
+    fan_outs: dict[str, Tensor],
+    diagnostics: _Diagnostics | None,
+) -> LayerRow:
+    neurons = 1
+    for d in node.meta.get("shape", ()):
+        neurons *= int(d)
+    total = float(sum(spikes[node.name])) if node.name in spikes else None
+    row = LayerRow(
+        name=node.name,
+        op=node.op.kind,
+        source=node.source,
+        neurons=neurons,
+        scale=float(node.meta.get("scale", 1.0)),
+        mean_rate=total / (neurons * timesteps) if total is not None else float("nan"),
+    )
+    if node.name in stats:
+        row.activation_max = float(stats[node.name].get("max", float("nan")))
+    if node.name in sops:
+        row.sops_per_sample = float(sum(sops[node.name]))
+    if node.name in fan_outs:
+        row.fan_out_mean = float(fan_outs[node.name].mean())
+    if diagnostics is not None:
+        d = diagnostics.stats[node.name]
+        row.silent_fraction = d.silent_fraction
+        row.saturated_fraction = d.saturated_fraction
+        row.correlation = d.correlation
+    return row
+
+
+def _dead_layer_warnings(layers: list[dict[str, Any]], timesteps: int, n: int) -> list[str]:
+    """A warning for each spiking layer that never fired."""
+    return [
+        f"layer {layer['name']} never fired in {timesteps} steps on {n} samples: it passes "
+        "nothing on (its rate-activation correlation is undefined: null). Check its inputs "
+        "and its λ (activation_max), or simulate longer"
+        for layer in layers
+        if layer.get("mean_rate") == 0.0
+    ]
+
+
+def _arrays(
+    accuracy: _Accuracy, diagnostics: _Diagnostics | None, stats: dict[str, Any]
+) -> dict[str, Tensor]:
+    """What ``arrays.safetensors`` holds besides the per-step events."""
+    arrays: dict[str, Tensor] = {"labels": torch.cat(accuracy.labels).to(torch.int64)}
+    arrays["ann_predictions"] = torch.cat(accuracy.ann_predictions).to(torch.int64)
+    if accuracy.predictions:
+        arrays["predictions"] = torch.cat(accuracy.predictions).to(torch.int64)
+    for name, (a, r) in (diagnostics.scatter if diagnostics is not None else {}).items():
+        arrays[f"scatter/{name}/activation"] = a
+        arrays[f"scatter/{name}/rate"] = r
+    for name, s in stats.items():
+        if s.get("histogram"):
+            arrays[f"histogram/{name}"] = torch.tensor(s["histogram"], dtype=torch.int64)
+    return arrays
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _prepare(
+    network: SpikingNetwork, data: object, timesteps: int, config: Config, record_spikes: bool
+) -> tuple[OperationCounts | None, Tensor | None]:
+    """Check the labels (all at once where the data holds them) and the memory; count the
+    operations' static part."""
+    labels = _all_labels(data)
+    if labels is not None:
+        check_labels(labels, num_classes(network.graph))
+    counts = count_operations(network.graph, config.input_encoding) if record_spikes else None
+    samples = _samples(data)
+    check_memory(
+        estimate_memory(
+            network.graph,
+            timesteps,
+            min(config.batch_size, samples or config.batch_size),
+            config.chunk or default_chunk(config.resolved_device()),
+            len(counts.sources) if counts is not None else len(network.spiking_layers),
+        )
+    )
+    return counts, labels
+
+
+def run_evaluation(
+    network: SpikingNetwork,
+    data: object,
+    timesteps: int,
+    config: Config,
+    *,
+    progress: bool = False,
+    record_spikes: bool = True,
+    diagnostics: bool = False,
+) -> EvaluationResult:
+    """Evaluate a converted network (see :func:`snnconv.evaluate`)."""
+    counts, labels_checked = _prepare(network, data, timesteps, config, record_spikes)
+    device = config.resolved_device()
+    fan_outs = {s.name: s.fan_out for s in counts.sources} if counts is not None else {}
+    sim = Simulator(
+        network.graph,
+        device=device,
+        chunk=config.chunk,
+        precision=config.precision,
+        input_encoding=config.input_encoding,
+        seed=config.seed,
+        readout=config.readout,
+        fan_out=fan_outs if counts is not None else None,
+    )
+    accuracy, events = _Accuracy(timesteps, device), _Events()
+    diag = _Diagnostics(network.spiking_layers, config.seed) if diagnostics else None
+    classes = num_classes(network.graph)
+    start = time.perf_counter()
+    bar = tqdm(
+        total=_samples(data), disable=not progress, unit="sample", desc=f"simulating T={timesteps}"
+    )
+    for index, (x, y) in enumerate(labelled_batches(data, config.batch_size)):
+        if labels_checked is None:
+            check_labels(y, classes)
+        x, y = x.to(device, torch.float32), y.to(device)
+        out, activations = run_graph(sim.graph, x, capture=diag.layers if diag else ())
+        res = sim.run(
+            x, y, timesteps, record_spikes=record_spikes, batch_index=index, record_rates=bool(diag)
+        )
+        accuracy.add(y, out, res)
+        events.add(res)
+        if diag is not None:
+            diag.add(activations, res, timesteps)
+        bar.update(x.shape[0])
+    bar.close()
+    if accuracy.samples == 0:
+        raise DataError("evaluation data is empty: pass at least one labelled sample")
+    return _result(
+        network, data, config, timesteps, accuracy, events, diag, counts,
+        seconds=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def _result(
+    network: SpikingNetwork,
+    data: object,
+    config: Config,
+    timesteps: int,
+    accuracy: _Accuracy,
+    events: _Events,
+    diag: _Diagnostics | None,
+    counts: OperationCounts | None,
+    *,
+    seconds: float,
+) -> EvaluationResult:
+    """The tallies as an :class:`EvaluationResult`."""
+    n = accuracy.samples
+    spikes, sops = events.per_sample(n)
+    cumulative = torch.zeros(timesteps, dtype=torch.float64)
+    for c in events.sops.values():
+        cumulative += c.cpu() / n
+    info = network.info
+    stats = info.get("stats", {})
+    fan_outs = {s.name: s.fan_out for s in counts.sources} if counts is not None else {}
+    layers = [
+        _layer_row(node, timesteps, spikes, sops, stats, fan_outs, diag).to_dict()
+        for node in network.graph.nodes
+        if isinstance(node.op, SPIKING_OPS)
+    ]
+    as_floats = (lambda d: {k: float(v) for k, v in d.items()}) if counts else (lambda d: {})
+    return EvaluationResult(
+        ann_top1=accuracy.ann1 / n,
+        ann_top5=accuracy.ann5 / n,
+        snn_top1=(accuracy.snn1.double() / n).tolist(),
+        snn_top5=(accuracy.snn5.double() / n).tolist(),
+        num_samples=n,
+        timesteps=timesteps,
+        seconds=seconds,
+        device=str(config.resolved_device()),
+        config=config.to_dict(),
+        model=str(info.get("model", "")),
+        calibration=dict(info.get("calibration", {})),
+        data_source=data_source(data),
+        model_weights=info.get("model_weights"),
+        layers=layers,
+        warnings=[*info.get("warnings", []), *_dead_layer_warnings(layers, timesteps, n)],
+        ann_macs=as_floats(counts.ann_macs) if counts else {},
+        ann_other_ops=as_floats(counts.ann_other) if counts else {},
+        input_macs=as_floats(counts.input_macs) if counts else {},
+        sops=cumulative.cumsum(0).tolist() if counts else [],
+        sops_per_source=sops,
+        spikes_per_step=spikes,
+        neuron_updates=as_floats(counts.neuron_updates(timesteps)) if counts else {},
+        arrays=_arrays(accuracy, diag, stats),
+    )
