@@ -12,7 +12,7 @@ from snnconv import zoo
 from snnconv.ir import BatchNorm, BinaryActivation, BinaryKind, BinaryNeuron, Conv2d, Input, Linear
 from snnconv.ir.graph import Graph, Node
 from snnconv.passes import fold_batchnorm, infer_shapes
-from snnconv.sim.neurons import if_scan
+from snnconv.sim.neurons import IFParams, IFState, if_scan
 from snnconv.sim.reference import run_graph
 
 
@@ -22,10 +22,9 @@ def _binary(weights: torch.Tensor) -> bool:
 
 def test_sign_unit_rate_tracks_clipped_input() -> None:
     z = torch.tensor([-3.0, -1.0, -0.25, 0.0, 0.375, 1.0, 2.5])
-    v = torch.zeros_like(z)
-    from snnconv.ir import ResetMode
-
-    spikes = if_scan(v, z, 1.0, ResetMode.SUBTRACT, 64, True, two_sided=True)
+    spikes = if_scan(
+        IFState(torch.zeros_like(z)), IFParams(1.0, two_sided=True), z, 64, constant=True
+    )
     rate = spikes.sum(0) / 64
     # dyadic inputs: the count is exact, floor(T|z|) with the sign of z, saturating at ±1
     assert rate.tolist() == [-1.0, -1.0, -0.25, 0.0, 0.375, 1.0, 1.0]

@@ -16,18 +16,19 @@ from snnconv.config import Config
 from snnconv.errors import ConfigError, UnsupportedOpError
 from snnconv.ir import Add, Graph, IFNeuron, Input, Linear, Node, ResetMode
 from snnconv.passes import infer_shapes
-from snnconv.sim.neurons import if_scan, if_step_signed
+from snnconv.sim.neurons import IFParams, IFState, if_scan, if_step_signed
 from snnconv.sim.simulator import Simulator
 
 
 def test_step_by_hand() -> None:
     # Two spikes, then inhibition: both are taken back; plain IF keeps them.
     z = torch.tensor([[1.0], [1.0], [-1.5], [-1.5], [0.2]])
-    v, count = torch.zeros(1), torch.zeros(1)
-    spikes = if_scan(v, z, 1.0, ResetMode.SUBTRACT, 5, constant=False, count=count)
+    state = IFState(torch.zeros(1), count=torch.zeros(1))
+    spikes = if_scan(state, IFParams(1.0, signed=True), z, 5, constant=False)
     assert spikes[:, 0].tolist() == [1.0, 1.0, -1.0, -1.0, 0.0]
-    assert count.tolist() == [0.0] and v.tolist() == [pytest.approx(-0.8)]
-    plain = if_scan(torch.zeros(1), z, 1.0, ResetMode.SUBTRACT, 5, constant=False)
+    assert state.count is not None and state.count.tolist() == [0.0]
+    assert state.v.tolist() == [pytest.approx(-0.8)]
+    plain = if_scan(IFState(torch.zeros(1)), IFParams(1.0), z, 5, constant=False)
     assert plain[:, 0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
 
 
@@ -49,8 +50,8 @@ def test_invariants_for_any_input_within_threshold(
     """With |z| ≤ θ: X + V(0) = θ·c + V exactly at every step; c ≥ 0; while c > 0,
     −θ < V < θ, and at c = 0, V < θ. Hence |c − max(0, (X + V(0))/θ)| < 1."""
     z = torch.tensor(ks, dtype=torch.float32).mul(theta / 16).reshape(-1, 1)
-    v, count = torch.full((1,), v_init * theta), torch.zeros(1)
-    spikes = if_scan(v.clone(), z, theta, ResetMode.SUBTRACT, len(ks), constant=False, count=count)
+    state = IFState(torch.full((1,), v_init * theta), count=torch.zeros(1))
+    spikes = if_scan(state, IFParams(theta, signed=True), z, len(ks), constant=False)
     integral = torch.cumsum(z[:, 0].double(), 0) + v_init * theta
     c = torch.cumsum(spikes[:, 0].double(), 0)
     membrane = integral - theta * c  # exact: dyadic values
@@ -58,7 +59,7 @@ def test_invariants_for_any_input_within_threshold(
     assert bool((membrane < theta).all())
     assert bool((membrane[c > 0] > -theta).all())
     assert bool(((c - (integral / theta).clamp(min=0)).abs() < 1).all())
-    assert float(count) == float(c[-1])
+    assert state.count is not None and float(state.count) == float(c[-1])
 
 
 def transient_graph(negative_spikes: bool) -> Graph:

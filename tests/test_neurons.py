@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from snnconv.ir import Graph, IFNeuron, Input, Linear, Node, ResetMode
 from snnconv.passes import infer_shapes
-from snnconv.sim.neurons import if_scan, if_step_subtract, if_step_zero
+from snnconv.sim.neurons import IFParams, IFState, if_scan, if_step_subtract, if_step_zero
 from snnconv.sim.simulator import Simulator
 
 T_MAX = 1024
@@ -19,8 +19,8 @@ T_MAX = 1024
 
 def count(x: float, steps: int, reset: ResetMode, threshold: float = 1.0, v0: float = 0.0) -> int:
     """Spikes of one IF neuron driven by the constant current ``x`` for ``steps`` steps."""
-    v = torch.full((1,), v0 * threshold)
-    spikes = if_scan(v, torch.tensor([x]), threshold, reset, steps, constant=True)
+    state = IFState(torch.full((1,), v0 * threshold))
+    spikes = if_scan(state, IFParams(threshold, reset), torch.tensor([x]), steps, constant=True)
     assert set(spikes.unique().tolist()) <= {0.0, 1.0}
     return int(spikes.sum())
 
@@ -60,11 +60,17 @@ def test_threshold_scales_the_comparison_and_the_reset() -> None:
 
 def test_if_scan_with_time_varying_input() -> None:
     z = torch.tensor([[0.75], [0.75], [-0.5], [1.0]])
-    v = torch.zeros(1)
-    spikes = if_scan(v, z, 1.0, ResetMode.SUBTRACT, 4, constant=False)
+    state = IFState(torch.zeros(1))
+    spikes = if_scan(state, IFParams(1.0), z, 4, constant=False)
     # V: 0.75 → 1.5 (spike) → 0.5 → 0.0 → 1.0 (spike) → 0.0
     assert spikes.reshape(-1).tolist() == [0.0, 1.0, 0.0, 1.0]
-    assert v.tolist() == [0.0]
+    assert state.v.tolist() == [0.0]
+    # held steps count from step 0: a scan from step 2 with 3 held steps holds its first
+    # step (z = 0.75 ignored), then V: 0.75 → 0.25 → 1.25 (spike) → 0.25
+    held = IFState(torch.zeros(1))
+    spikes = if_scan(held, IFParams(1.0, held=3), z, 4, constant=False, start=2)
+    assert spikes.reshape(-1).tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert held.v.tolist() == [0.25]
 
 
 # -- exact theory (properties) ----------------------------------------------------

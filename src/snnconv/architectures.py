@@ -12,54 +12,16 @@ ResNet-20 in :mod:`snnconv.models.resnet`, GoogLeNet in
 
 from __future__ import annotations
 
-from snnconv.models.datasets import fashion_mnist_rgb
-from snnconv.models.googlenet import (
-    BasicConv2d,
-    GoogLeNet,
-    GoogLeNetOutputs,
-    Inception,
-    InceptionAux,
-    googlenet,
-)
-from snnconv.models.inception_v3 import (
-    Inception3,
-    InceptionA,
-    InceptionB,
-    InceptionC,
-    InceptionD,
-    InceptionE,
-    InceptionOutputs,
-    InceptionV3Aux,
-    inception_v3,
-)
-from snnconv.models.resnet import BasicBlock, CifarResNet, ResNet, resnet18, resnet20_cifar
-from snnconv.models.training import recalibrate_batchnorm
-from snnconv.models.vgg import VGG, vgg11_bn, vgg16_bn
+from snnconv.models import reexport
 
-__all__ = [
-    "VGG",
-    "BasicBlock",
-    "BasicConv2d",
-    "CifarResNet",
-    "GoogLeNet",
-    "GoogLeNetOutputs",
-    "Inception",
-    "Inception3",
-    "InceptionA",
-    "InceptionAux",
-    "InceptionB",
-    "InceptionC",
-    "InceptionD",
-    "InceptionE",
-    "InceptionOutputs",
-    "InceptionV3Aux",
-    "ResNet",
-    "fashion_mnist_rgb",
-    "googlenet",
-    "inception_v3",
-    "recalibrate_batchnorm",
-    "resnet18",
-    "resnet20_cifar",
-    "vgg11_bn",
-    "vgg16_bn",
-]
+__all__, __getattr__ = reexport(
+    __name__,
+    (
+        "snnconv.models.vgg",
+        "snnconv.models.resnet",
+        "snnconv.models.googlenet",
+        "snnconv.models.inception_v3",
+        "snnconv.models.training",
+        "snnconv.models.datasets",
+    ),
+)

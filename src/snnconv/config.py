@@ -63,6 +63,29 @@ class Option:
     optional: bool = False
 
 
+def _execution(kind: type, help: str, **more: Any) -> Option:
+    """An option of how a network runs (help group "execution", simulation stage)."""
+    return Option(kind, help, group="execution", stage=Stage.SIMULATION, **more)
+
+
+def _dynamics(kind: type, help: str, **more: Any) -> Option:
+    """An option of the neurons' dynamics (a saved network is rewritten with it)."""
+    return Option(kind, help, stage=Stage.DYNAMICS, **more)
+
+
+def _energy_option(what: str, flag: str) -> Option:
+    """An energy of the estimate (pJ): what it is, and its flag."""
+    return Option(
+        float,
+        f"energy of {what} in pJ, for the energy estimate",
+        flag=flag,
+        metavar="PJ",
+        group="operations and report",
+        stage=Stage.SIMULATION,
+        check=_energy,
+    )
+
+
 def _field(default: Any, option: Option) -> Any:
     """A :class:`Config` field: its default, and its :class:`Option` in the metadata."""
     return dataclasses.field(default=default, metadata={"option": option})
@@ -117,7 +140,7 @@ class Config:
     )
     reset: ResetMode = _field(
         ResetMode.SUBTRACT,
-        Option(ResetMode, "IF reset: by subtraction (V -= θ) or to zero", stage=Stage.DYNAMICS),
+        _dynamics(ResetMode, "IF reset: by subtraction (V -= θ) or to zero"),
     )
     input_encoding: InputEncoding = _field(
         InputEncoding.ANALOG,
@@ -130,12 +153,11 @@ class Config:
     )
     v_init: float = _field(
         0.0,
-        Option(
+        _dynamics(
             float,
             "initial membrane potential as a fraction of θ, in [0, 1) (0.5 centres the "
             "quantization error)",
             metavar="F",
-            stage=Stage.DYNAMICS,
             check=lambda v: None if 0 <= v < 1 else "must be in [0, 1) (a fraction of θ)",
         ),
     )
@@ -145,55 +167,45 @@ class Config:
     )
     batch_size: int = _field(
         256,
-        Option(
+        _execution(
             int,
             "samples simulated at once",
             metavar="N",
-            group="execution",
-            stage=Stage.SIMULATION,
             check=_positive,
         ),
     )
     device: str = _field(
         "auto",
-        Option(
+        _execution(
             str,
             "cpu, cuda, cuda:N or auto (CUDA where available)",
-            group="execution",
-            stage=Stage.SIMULATION,
             check=lambda v: None if _DEVICE.fullmatch(v) else "must be cpu, cuda, cuda:N or auto",
         ),
     )
     threads: int | None = _field(
         None,
-        Option(
+        _execution(
             int,
             "CPU threads for PyTorch (default: PyTorch's)",
             metavar="N",
-            group="execution",
-            stage=Stage.SIMULATION,
             check=_positive,
             optional=True,
         ),
     )
     seed: int = _field(
         0,
-        Option(
+        _execution(
             int,
             "seed of calibration sampling and Poisson input",
             metavar="N",
-            group="execution",
-            stage=Stage.SIMULATION,
         ),
     )
     chunk: int | None = _field(
         None,
-        Option(
+        _execution(
             int,
             "time steps per layer call (default: measured per device)",
             metavar="K",
-            group="execution",
-            stage=Stage.SIMULATION,
             check=_positive,
             optional=True,
         ),
@@ -215,93 +227,67 @@ class Config:
     )
     rate_estimator: RateEstimator = _field(
         RateEstimator.COUNT,
-        Option(RateEstimator, "the max-pool gate's online rate estimate", stage=Stage.DYNAMICS),
+        _dynamics(RateEstimator, "the max-pool gate's online rate estimate"),
     )
     rate_window: int = _field(
         16,
-        Option(
+        _dynamics(
             int,
             "window of the moving-average estimator (steps)",
             metavar="N",
-            stage=Stage.DYNAMICS,
             check=_positive,
         ),
     )
     rate_decay: float = _field(
         0.9,
-        Option(
+        _dynamics(
             float,
             "decay of the exponential estimator, in (0, 1)",
             metavar="D",
-            stage=Stage.DYNAMICS,
             check=_in_open_unit,
         ),
     )
     clamp_steps: int = _field(
         0,
-        Option(
+        _dynamics(
             int,
             "membrane clamp: a layer at depth d holds its membrane for K·d steps (0 = off)",
             metavar="K",
-            stage=Stage.DYNAMICS,
             check=lambda v: None if v >= 0 else "must be >= 0",
         ),
     )
     negative_spikes: bool = _field(
         False,
-        Option(
+        _dynamics(
             bool,
             "IF neurons take back spikes fired by a transient: a -1 spike at V <= -θ while "
             "their net count is positive (needs --reset subtract)",
-            stage=Stage.DYNAMICS,
         ),
     )
     binary_threshold: float | None = _field(
         None,
-        Option(
+        _dynamics(
             float,
             "threshold of the units replacing binary activations (default: 0.05)",
             metavar="θ",
-            stage=Stage.DYNAMICS,
             check=lambda v: None if v > 0 else "must be positive",
             optional=True,
         ),
     )
     precision: Precision = _field(
         Precision.FLOAT32,
-        Option(
+        _execution(
             Precision,
             "number format of the conv/linear layers between spiking layers: float32 "
             "(exact), bfloat16 (faster convolutions on CPUs with AVX512-BF16 or AMX, and on "
             "GPUs) or float16 (GPUs); measure the accuracy effect",
-            group="execution",
-            stage=Stage.SIMULATION,
         ),
     )
     energy_ac_pj: float = _field(
-        0.9,
-        Option(
-            float,
-            "energy of one synaptic accumulate in pJ for the energy estimate (32-bit float "
-            "add, 45 nm)",
-            flag="--energy-ac",
-            metavar="PJ",
-            group="operations and report",
-            stage=Stage.SIMULATION,
-            check=_energy,
-        ),
+        0.9, _energy_option("one synaptic accumulate (32-bit float add, 45 nm)", "--energy-ac")
     )
     energy_mac_pj: float = _field(
-        4.6,
-        Option(
-            float,
-            "energy of one multiply-accumulate in pJ (32-bit float, 45 nm)",
-            flag="--energy-mac",
-            metavar="PJ",
-            group="operations and report",
-            stage=Stage.SIMULATION,
-            check=_energy,
-        ),
+        4.6, _energy_option("one multiply-accumulate (32-bit float, 45 nm)", "--energy-mac")
     )
 
     #: Options that affect only simulation and reporting: a saved network is re-simulated

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 
 class SnnconvError(Exception):
     """Base class of errors caused by the user's input (model, data, options).
@@ -46,3 +49,14 @@ class ShapeError(SnnconvError, ValueError):
 
 class NumericalError(SnnconvError, ValueError):
     """NaN or Inf in weights or activations."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> Any:
+    """Import an optional dependency, or raise :class:`ModelLoadError` naming the extra that
+    installs it (``pip install 'snnconv[EXTRA]'``)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"{purpose} needs the {module} package: pip install 'snnconv[{extra}]' ({error})"
+        ) from error

@@ -10,43 +10,13 @@ layers in :mod:`snnconv.models.binary`, training and weight files in
 
 from __future__ import annotations
 
-from snnconv.models.binary import (
-    BinaryConv2d,
-    BinaryLinear,
-    HeavisideSTE,
-    SignSTE,
-    binarize_weights,
-)
-from snnconv.models.training import accuracy, load_weights, save_weights, train
-from snnconv.models.zoo import (
-    PRETRAINED_LENET_FILE,
-    InceptionSmall,
-    binarynet,
-    cifar_convnet,
-    inception_small,
-    lenet,
-    load_pretrained_lenet,
-    resnet_small,
-    vgg_small,
-)
+from snnconv.models import reexport
 
-__all__ = [
-    "PRETRAINED_LENET_FILE",
-    "BinaryConv2d",
-    "BinaryLinear",
-    "HeavisideSTE",
-    "InceptionSmall",
-    "SignSTE",
-    "accuracy",
-    "binarize_weights",
-    "binarynet",
-    "cifar_convnet",
-    "inception_small",
-    "lenet",
-    "load_pretrained_lenet",
-    "load_weights",
-    "resnet_small",
-    "save_weights",
-    "train",
-    "vgg_small",
-]
+__all__, __getattr__ = reexport(
+    __name__,
+    (
+        "snnconv.models.zoo",
+        "snnconv.models.binary",
+        "snnconv.models.training",
+    ),
+)

@@ -25,7 +25,6 @@ from snnconv.cli.commands import (
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USER,
-    cmd_convert,
     cmd_demo,
     cmd_export_nir,
     cmd_report,
@@ -91,7 +90,7 @@ def _model_command(sub: Any, name: str, help_text: str, evaluation: bool) -> Non
     add_data_options(p, evaluation=evaluation)
     if evaluation:
         add_report_option(p)
-    p.set_defaults(func=cmd_run if evaluation else cmd_convert, parser=p)
+    p.set_defaults(func=cmd_run, parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:

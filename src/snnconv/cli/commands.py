@@ -24,7 +24,6 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_OK",
     "EXIT_USER",
-    "cmd_convert",
     "cmd_demo",
     "cmd_export_nir",
     "cmd_report",
@@ -245,36 +244,25 @@ def _print_flow(config: Config) -> int:
     return EXIT_OK
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    """``convert``: convert MODEL and save the network (``--dry-run``: list the passes)."""
-    from snnconv.network import SpikingNetwork
-
-    if args.dry_run:
-        return _print_flow(config_from(args))
-    with _output(args) as out:
-        config = config_from(args)
-        model = _load_model(args)
-        if isinstance(model, SpikingNetwork):
-            raise ConfigError(f"{args.model} is already a converted network")
-        network = _convert(args, model, config)
-        _write_run(args, out, network)
-    return EXIT_OK
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run`` and ``evaluate``: convert (or load a saved network), evaluate, write."""
+    """``run``, ``evaluate`` and ``convert``: convert MODEL (or, to evaluate, load a saved
+    network), evaluate it unless converting, and write the run directory
+    (``--dry-run``: list the conversion's passes instead)."""
     from snnconv.network import SpikingNetwork
 
     if args.dry_run:
         return _print_flow(config_from(args))
+    evaluating = args.command != "convert"
     with _output(args) as out:
         config = config_from(args)
         model = _load_model(args)
         if isinstance(model, SpikingNetwork):
+            if not evaluating:
+                raise ConfigError(f"{args.model} is already a converted network")
             network, config = _resimulated(args, model)
         else:
             network = _convert(args, model, config)
-        result = _evaluate(args, network, config)
+        result = _evaluate(args, network, config) if evaluating else None
         _write_run(args, out, network, result)
     return EXIT_OK
 

@@ -20,18 +20,7 @@ from snnconv.data.idx import find_idx_files, load_idx_split
 from snnconv.data.npz import load_npz
 from snnconv.errors import DataError
 
-__all__ = [
-    "DATASETS",
-    "EMBEDDED",
-    "EmbeddedSampleWarning",
-    "LoadedDataset",
-    "calibration_subset",
-    "data_source",
-    "dataset_name",
-    "embedded_notice",
-    "has_train_split",
-    "load_dataset",
-]
+# The public names are those of snnconv.data (its __init__ lists them).
 
 #: The ``source`` of data read from the sample shipped inside the package.
 EMBEDDED = "embedded"

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from snnconv.errors import ConfigError, ModelLoadError, UnsupportedOpError
+from snnconv.errors import ConfigError, ModelLoadError, UnsupportedOpError, require_extra
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
@@ -57,6 +57,7 @@ from snnconv.ir import (
     Reshape,
     Scale,
 )
+from snnconv.ir.graph import fresh_name
 from snnconv.modes import NirPooling, NirSubstitute
 from snnconv.network import SpikingNetwork
 from snnconv.outputs import atomic_write_bytes
@@ -91,16 +92,6 @@ def _substitutes(values: Collection[NirSubstitute | str]) -> set[NirSubstitute]:
     return out
 
 
-def _require_nir() -> Any:
-    try:
-        import nir
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ModelLoadError(
-            f"NIR export needs the nir package: pip install 'snnconv[nir]' ({error})"
-        ) from error
-    return nir
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
 
@@ -124,13 +115,7 @@ class _Writer:
         self.names: set[str] = {"input", "output"}
 
     def name(self, node: Node) -> str:
-        base = node.name.replace("/", "_")
-        candidate, k = base, 1
-        while candidate in self.names:
-            k += 1
-            candidate = f"{base}_{k}"
-        self.names.add(candidate)
-        return candidate
+        return fresh_name(node.name.replace("/", "_"), self.names)
 
     def shape(self, name: str) -> tuple[int, ...]:
         shape = self.graph.node(name).meta.get("shape")
@@ -317,7 +302,7 @@ def to_nir(
     Raises:
         UnsupportedOpError: a layer NIR cannot express (named), without a chosen substitute.
     """
-    nir = _require_nir()
+    nir = require_extra("nir", "nir", "NIR export")
     try:
         pool_mode = pooling if isinstance(pooling, NirPooling) else NirPooling(str(pooling))
     except ValueError:
@@ -435,7 +420,7 @@ def export_nir(
         ModelLoadError: ``network`` is a path without a saved network.
         UnsupportedOpError: a layer NIR cannot express, named, with the way out.
     """
-    nir = _require_nir()
+    nir = require_extra("nir", "nir", "NIR export")
     if not isinstance(network, SpikingNetwork):
         path = Path(network)
         if not is_saved_network(path):

@@ -14,17 +14,9 @@ import torch
 import torch.fx
 from torch.fx.operator_schemas import normalize_function
 
+from snnconv.importers import torch_common as common
 from snnconv.importers.registry import ConverterRegistry
-from snnconv.importers.torch_common import (
-    GraphBuilder,
-    adaptive_max_pool_op,
-    avg_pool_op,
-    batchnorm_op,
-    bounded_relu_op,
-    conv2d_op,
-    emit_global_pool,
-    max_pool_op,
-)
+from snnconv.importers.torch_common import GraphBuilder
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
@@ -59,7 +51,7 @@ def convert_conv2d(
     dilation: Any = 1,
     groups: int = 1,
 ) -> None:
-    op = conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
+    op = common.conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -80,7 +72,7 @@ def convert_convolution(
 ) -> None:
     if transposed:
         raise b.unsupported(node, "conv_transpose2d", "transposed convolutions are not supported")
-    op = conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
+    op = common.conv2d_op(b, node, weight, bias, stride, padding, dilation, groups)
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -109,7 +101,7 @@ def convert_batch_norm(
     eps: float,
     cudnn_enabled: bool,
 ) -> None:
-    op = batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
+    op = common.batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -126,7 +118,7 @@ def convert_native_batch_norm(
     momentum: float,
     eps: float,
 ) -> None:
-    op = batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
+    op = common.batchnorm_op(b, node, weight, bias, running_mean, running_var, eps)
     name = b.emit(node, op, [b.tensor_input(node, input)])
     b.alias(node, (name,))  # the op returns (output, mean, invstd); getitem 0 picks it
 
@@ -149,7 +141,9 @@ def convert_avg_pool2d(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> None:
-    op = avg_pool_op(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    op = common.avg_pool_op(
+        kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -193,14 +187,14 @@ def convert_passthrough(b: GraphBuilder, node: torch.fx.Node, *, input: Any, **_
 def convert_hardtanh(
     b: GraphBuilder, node: torch.fx.Node, *, input: Any, min_val: Any = -1.0, max_val: Any = 1.0
 ) -> None:
-    b.emit(node, bounded_relu_op(b, node, min_val, max_val), [b.tensor_input(node, input)])
+    b.emit(node, common.bounded_relu_op(b, node, min_val, max_val), [b.tensor_input(node, input)])
 
 
 @ATEN_CONVERTERS.register(aten.clamp.default, aten.clamp_.default)
 def convert_clamp(
     b: GraphBuilder, node: torch.fx.Node, *, input: Any, min: Any = None, max: Any = None
 ) -> None:
-    b.emit(node, bounded_relu_op(b, node, min, max), [b.tensor_input(node, input)])
+    b.emit(node, common.bounded_relu_op(b, node, min, max), [b.tensor_input(node, input)])
 
 
 @ATEN_CONVERTERS.register(aten.relu6.default, aten.relu6_.default)
@@ -220,7 +214,7 @@ def convert_max_pool2d(
     dilation: Any = 1,
     ceil_mode: bool = False,
 ) -> None:
-    op = max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
+    op = common.max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
     name = b.emit(node, op, [b.tensor_input(node, input)])
     if node.target is aten.max_pool2d_with_indices.default:
         b.alias(node, (name,))
@@ -232,7 +226,7 @@ def convert_adaptive_max_pool2d(
 ) -> None:
     src = b.tensor_input(node, input)
     in_shape = _shape_from_val(node.args[0]) or ()
-    name = b.emit(node, adaptive_max_pool_op(b, node, in_shape, output_size), [src])
+    name = b.emit(node, common.adaptive_max_pool_op(b, node, in_shape, output_size), [src])
     b.alias(node, (name,))  # returns (values, indices)
 
 
@@ -248,7 +242,7 @@ def convert_global_pool(
 ) -> None:
     in_shape = _shape_from_val(node.args[0]) or ()
     is_max = node.target is aten.amax.default
-    emit_global_pool(b, node, b.tensor_input(node, input), in_shape, dim, keepdim, is_max)
+    common.emit_global_pool(b, node, b.tensor_input(node, input), in_shape, dim, keepdim, is_max)
 
 
 @ATEN_CONVERTERS.register(aten.cat.default)

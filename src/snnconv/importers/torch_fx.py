@@ -16,17 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from snnconv.importers import torch_common as common
 from snnconv.importers.registry import ConverterRegistry
-from snnconv.importers.torch_common import (
-    GraphBuilder,
-    adaptive_max_pool_op,
-    avg_pool_op,
-    batchnorm_op,
-    bounded_relu_op,
-    conv2d_op,
-    emit_global_pool,
-    max_pool_op,
-)
+from snnconv.importers.torch_common import GraphBuilder
 from snnconv.ir import (
     AdaptiveAvgPool2d,
     Add,
@@ -54,7 +46,7 @@ FUNCTION_CONVERTERS: ConverterRegistry[FunctionConverter] = ConverterRegistry(
 def convert_conv2d_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Conv2d, x: str) -> None:
     if m.padding_mode != "zeros":
         raise b.unsupported(node, f"Conv2d(padding_mode={m.padding_mode!r})", "only zero padding")
-    op = conv2d_op(b, node, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+    op = common.conv2d_op(b, node, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
     b.emit(node, op, [x])
 
 
@@ -70,7 +62,7 @@ def convert_linear_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Linear, x:
 def convert_batchnorm_module(
     b: GraphBuilder, node: torch.fx.Node, m: nn.BatchNorm2d, x: str
 ) -> None:
-    op = batchnorm_op(b, node, m.weight, m.bias, m.running_mean, m.running_var, m.eps)
+    op = common.batchnorm_op(b, node, m.weight, m.bias, m.running_mean, m.running_var, m.eps)
     b.emit(node, op, [x])
 
 
@@ -81,7 +73,7 @@ def convert_relu_module(b: GraphBuilder, node: torch.fx.Node, m: nn.ReLU, x: str
 
 @MODULE_CONVERTERS.register(nn.AvgPool2d)
 def convert_avgpool_module(b: GraphBuilder, node: torch.fx.Node, m: nn.AvgPool2d, x: str) -> None:
-    op = avg_pool_op(
+    op = common.avg_pool_op(
         m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
     )
     b.emit(node, op, [x])
@@ -140,7 +132,9 @@ def convert_avg_pool_function(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> None:
-    op = avg_pool_op(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    op = common.avg_pool_op(
+        kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -168,7 +162,9 @@ def convert_passthrough_method(b: GraphBuilder, node: torch.fx.Node, **kwargs: A
 def convert_maxpool_module(b: GraphBuilder, node: torch.fx.Node, m: nn.MaxPool2d, x: str) -> None:
     if m.return_indices:
         raise b.unsupported(node, "MaxPool2d(return_indices=True)", "indices are not activations")
-    b.emit(node, max_pool_op(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode), [x])
+    b.emit(
+        node, common.max_pool_op(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode), [x]
+    )
 
 
 @MODULE_CONVERTERS.register(nn.AdaptiveMaxPool2d)
@@ -176,7 +172,7 @@ def convert_adaptive_maxpool_module(
     b: GraphBuilder, node: torch.fx.Node, m: nn.AdaptiveMaxPool2d, x: str
 ) -> None:
     in_shape = b.shape_of(node.args[0]) or ()  # type: ignore[arg-type]
-    b.emit(node, adaptive_max_pool_op(b, node, in_shape, m.output_size), [x])
+    b.emit(node, common.adaptive_max_pool_op(b, node, in_shape, m.output_size), [x])
 
 
 @MODULE_CONVERTERS.register(nn.ReLU6)
@@ -186,7 +182,7 @@ def convert_relu6_module(b: GraphBuilder, node: torch.fx.Node, m: nn.ReLU6, x: s
 
 @MODULE_CONVERTERS.register(nn.Hardtanh)
 def convert_hardtanh_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Hardtanh, x: str) -> None:
-    b.emit(node, bounded_relu_op(b, node, m.min_val, m.max_val), [x])
+    b.emit(node, common.bounded_relu_op(b, node, m.min_val, m.max_val), [x])
 
 
 @MODULE_CONVERTERS.register(nn.Softmax, nn.LogSoftmax)
@@ -210,7 +206,7 @@ def convert_max_pool_function(
 ) -> None:
     if return_indices:
         raise b.unsupported(node, "max_pool2d(return_indices=True)", "indices are not activations")
-    op = max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
+    op = common.max_pool_op(kernel_size, stride, padding, dilation, ceil_mode)
     b.emit(node, op, [b.tensor_input(node, input)])
 
 
@@ -227,7 +223,7 @@ def convert_clamp_function(b: GraphBuilder, node: torch.fx.Node, **kwargs: Any) 
     if "min_val" not in kwargs and "min" not in kwargs and len(node.args) > 1:
         low = b.arg(node.args[1])
         high = b.arg(node.args[2]) if len(node.args) > 2 else high
-    b.emit(node, bounded_relu_op(b, node, low, high), [b.tensor_input(node, x)])
+    b.emit(node, common.bounded_relu_op(b, node, low, high), [b.tensor_input(node, x)])
 
 
 @FUNCTION_CONVERTERS.register(torch.cat)
@@ -266,7 +262,7 @@ def convert_global_pool_function(b: GraphBuilder, node: torch.fx.Node, **kwargs:
     keepdim = bool(kwargs.get("keepdim", False))
     in_shape = b.shape_of(node.args[0]) or ()  # type: ignore[arg-type]
     is_max = node.target in (torch.amax, torch.Tensor.amax)
-    emit_global_pool(b, node, x, in_shape, dims, keepdim, is_max)
+    common.emit_global_pool(b, node, x, in_shape, dims, keepdim, is_max)
 
 
 @FUNCTION_CONVERTERS.register(torch.sign, torch.Tensor.sign)

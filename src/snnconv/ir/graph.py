@@ -34,6 +34,16 @@ class Node:
         return str(self.meta.get("source", self.name))
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... : the first not in ``taken`` (then added)."""
+    candidate, k = base, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{base}_{k}"
+    taken.add(candidate)
+    return candidate
+
+
 class GraphError(ValueError):
     """The graph is malformed (a bug in an importer or pass, or a corrupt file)."""
 

@@ -21,8 +21,8 @@ build of torch 2.13 ("operator torchvision::nms does not exist"), and the
 matching pair (torch 2.14.1 + torchvision 0.29.1) is a 5.5 GB CUDA build.
 They mirror ``torchvision.models`` (0.2x releases) module for module: the
 same attribute names, layer order, hyper-parameters, weight initialisation
-and ``forward`` code, including the functional calls and the in-place
-residual add that users' models contain. A torchvision ``state_dict``
+and operations in ``forward``, including the functional calls and the
+in-place residual add that users' models contain. A torchvision ``state_dict``
 therefore loads into them with ``strict=True``, and a converter that handles
 these networks handles the torchvision originals. ``tests/test_architectures.py``
 compares them against torchvision itself wherever it imports (the same
@@ -34,6 +34,10 @@ under their former module names.
 """
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
 
 from snnconv.models.binary import (
     BinaryConv2d,
@@ -128,3 +132,19 @@ __all__ = [
     "vgg16_bn",
     "vgg_small",
 ]
+
+
+def reexport(module: str, homes: tuple[str, ...]) -> tuple[list[str], Callable[[str], Any]]:
+    """``__all__`` and a module ``__getattr__`` that hand on every public name of the
+    modules ``homes``: how the former paths ``snnconv.zoo`` and ``snnconv.architectures``
+    stay importable without a second list of names."""
+    names = sorted({name for home in homes for name in importlib.import_module(home).__all__})
+
+    def getattr_(name: str) -> Any:
+        for home in homes:
+            found = importlib.import_module(home)
+            if name in found.__all__:
+                return getattr(found, name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return names, getattr_

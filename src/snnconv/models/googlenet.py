@@ -1,18 +1,10 @@
-"""GoogLeNet (Inception v1), as in ``torchvision.models``.
+"""GoogLeNet (Inception v1), as ``torchvision.models.googlenet`` (0.2x) module for module.
 
-The network mirrors torchvision (0.2x releases) module for module: the same
-attribute names, layer order, hyper-parameters, weight initialisation and
-``forward`` code, including the functional calls (``F.relu``,
-``F.adaptive_avg_pool2d``, ``torch.cat``, ``torch.flatten``), so a
-torchvision ``state_dict`` loads into it with ``strict=True``. Its
+Why it is re-implemented rather than imported, what "module for module" keeps
+(a torchvision ``state_dict`` loads with ``strict=True``), and how it is
+tested against torchvision: see :mod:`snnconv.models`. Its
 :class:`BasicConv2d` is also the building block of Inception-v3
 (:mod:`snnconv.models.inception_v3`).
-
-It is re-implemented, not imported, because the registry's torchvision
-(0.28) fails to import beside the CPU build of torch 2.13 ("operator
-torchvision::nms does not exist"), and the matching pair (torch 2.14.1 +
-torchvision 0.29.1) is a 5.5 GB CUDA build. ``tests/test_architectures.py``
-compares it against torchvision itself wherever it imports.
 """
 
 from __future__ import annotations
@@ -23,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnconv.models._checks import check_num_classes
+from snnconv.models._checks import chain, check_num_classes
 
 __all__ = [
     "BasicConv2d",
@@ -224,36 +216,13 @@ class GoogLeNet(nn.Module):
         """Logits (eval mode), or :class:`GoogLeNetOutputs` in training with aux heads."""
         if self.transform_input:
             x = _transform_input(x)
-        x = self.conv1(x)
-        x = self.maxpool1(x)
-        x = self.conv2(x)
-        x = self.conv3(x)
-        x = self.maxpool2(x)
-
-        x = self.inception3a(x)
-        x = self.inception3b(x)
-        x = self.maxpool3(x)
-        x = self.inception4a(x)
-        aux1: Tensor | None = None
-        if self.aux1 is not None and self.training:
-            aux1 = self.aux1(x)
-
-        x = self.inception4b(x)
-        x = self.inception4c(x)
-        x = self.inception4d(x)
-        aux2: Tensor | None = None
-        if self.aux2 is not None and self.training:
-            aux2 = self.aux2(x)
-
-        x = self.inception4e(x)
-        x = self.maxpool4(x)
-        x = self.inception5a(x)
-        x = self.inception5b(x)
-
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)
-        x = self.dropout(x)
-        x = self.fc(x)
+        x = chain(self, ("conv1", "maxpool1", "conv2", "conv3", "maxpool2"), x)
+        x = chain(self, ("inception3a", "inception3b", "maxpool3", "inception4a"), x)
+        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
+        x = chain(self, ("inception4b", "inception4c", "inception4d"), x)
+        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
+        x = chain(self, ("inception4e", "maxpool4", "inception5a", "inception5b", "avgpool"), x)
+        x = self.fc(self.dropout(torch.flatten(x, 1)))
         if self.training and self.aux_logits:
             return GoogLeNetOutputs(x, aux2, aux1)
         return x

@@ -1,16 +1,6 @@
-"""Inception-v3, as in ``torchvision.models``.
-
-The network mirrors torchvision (0.2x releases) module for module: the same
-attribute names, layer order, hyper-parameters, weight initialisation and
-``forward`` code, including the functional pooling (``F.avg_pool2d``,
-``F.max_pool2d``) and the branch concatenations (``torch.cat``), so a
-torchvision ``state_dict`` loads into it with ``strict=True``.
-
-It is re-implemented, not imported, because the registry's torchvision
-(0.28) fails to import beside the CPU build of torch 2.13 ("operator
-torchvision::nms does not exist"), and the matching pair (torch 2.14.1 +
-torchvision 0.29.1) is a 5.5 GB CUDA build. ``tests/test_architectures.py``
-compares it against torchvision itself wherever it imports.
+"""Inception-v3, as ``torchvision.models.inception_v3`` (0.2x) module for module, with its
+functional pooling (``F.avg_pool2d``, ``F.max_pool2d``) and branch concatenations
+(why re-implemented, and how tested against torchvision: :mod:`snnconv.models`).
 """
 
 from __future__ import annotations
@@ -21,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnconv.models._checks import check_num_classes
+from snnconv.models._checks import chain, check_num_classes
 from snnconv.models.googlenet import BasicConv2d, _transform_input
 
 __all__ = [
@@ -60,19 +50,13 @@ class InceptionA(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The four branches, concatenated along channels."""
-        branch1x1 = self.branch1x1(x)
-
-        branch5x5 = self.branch5x5_1(x)
-        branch5x5 = self.branch5x5_2(branch5x5)
-
-        branch3x3dbl = self.branch3x3dbl_1(x)
-        branch3x3dbl = self.branch3x3dbl_2(branch3x3dbl)
-        branch3x3dbl = self.branch3x3dbl_3(branch3x3dbl)
-
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
-        branch_pool = self.branch_pool(branch_pool)
-
-        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
+        branches = [
+            self.branch1x1(x),
+            chain(self, ("branch5x5_1", "branch5x5_2"), x),
+            chain(self, ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), x),
+            self.branch_pool(_avg3x3(x)),
+        ]
+        return torch.cat(branches, 1)
 
 
 class InceptionB(nn.Module):
@@ -92,15 +76,12 @@ class InceptionB(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The three branches, concatenated along channels."""
-        branch3x3 = self.branch3x3(x)
-
-        branch3x3dbl = self.branch3x3dbl_1(x)
-        branch3x3dbl = self.branch3x3dbl_2(branch3x3dbl)
-        branch3x3dbl = self.branch3x3dbl_3(branch3x3dbl)
-
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=2)
-
-        return torch.cat([branch3x3, branch3x3dbl, branch_pool], 1)
+        branches = [
+            self.branch3x3(x),
+            chain(self, ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), x),
+            F.max_pool2d(x, kernel_size=3, stride=2),
+        ]
+        return torch.cat(branches, 1)
 
 
 class InceptionC(nn.Module):
@@ -130,22 +111,13 @@ class InceptionC(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The four branches, concatenated along channels."""
-        branch1x1 = self.branch1x1(x)
-
-        branch7x7 = self.branch7x7_1(x)
-        branch7x7 = self.branch7x7_2(branch7x7)
-        branch7x7 = self.branch7x7_3(branch7x7)
-
-        branch7x7dbl = self.branch7x7dbl_1(x)
-        branch7x7dbl = self.branch7x7dbl_2(branch7x7dbl)
-        branch7x7dbl = self.branch7x7dbl_3(branch7x7dbl)
-        branch7x7dbl = self.branch7x7dbl_4(branch7x7dbl)
-        branch7x7dbl = self.branch7x7dbl_5(branch7x7dbl)
-
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
-        branch_pool = self.branch_pool(branch_pool)
-
-        return torch.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
+        branches = [
+            self.branch1x1(x),
+            chain(self, [f"branch7x7_{i}" for i in range(1, 4)], x),
+            chain(self, [f"branch7x7dbl_{i}" for i in range(1, 6)], x),
+            self.branch_pool(_avg3x3(x)),
+        ]
+        return torch.cat(branches, 1)
 
 
 class InceptionD(nn.Module):
@@ -167,16 +139,12 @@ class InceptionD(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The three branches, concatenated along channels."""
-        branch3x3 = self.branch3x3_1(x)
-        branch3x3 = self.branch3x3_2(branch3x3)
-
-        branch7x7x3 = self.branch7x7x3_1(x)
-        branch7x7x3 = self.branch7x7x3_2(branch7x7x3)
-        branch7x7x3 = self.branch7x7x3_3(branch7x7x3)
-        branch7x7x3 = self.branch7x7x3_4(branch7x7x3)
-
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=2)
-        return torch.cat([branch3x3, branch7x7x3, branch_pool], 1)
+        branches = [
+            chain(self, ("branch3x3_1", "branch3x3_2"), x),
+            chain(self, [f"branch7x7x3_{i}" for i in range(1, 5)], x),
+            F.max_pool2d(x, kernel_size=3, stride=2),
+        ]
+        return torch.cat(branches, 1)
 
 
 class InceptionE(nn.Module):
@@ -203,21 +171,15 @@ class InceptionE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The four branches (two of them concatenated pairs), concatenated along channels."""
-        branch1x1 = self.branch1x1(x)
-
         branch3x3 = self.branch3x3_1(x)
-        branch3x3 = torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
-
-        branch3x3dbl = self.branch3x3dbl_1(x)
-        branch3x3dbl = self.branch3x3dbl_2(branch3x3dbl)
-        branch3x3dbl = torch.cat(
-            [self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1
-        )
-
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
-        branch_pool = self.branch_pool(branch_pool)
-
-        return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
+        branch3x3dbl = chain(self, ("branch3x3dbl_1", "branch3x3dbl_2"), x)
+        branches = [
+            self.branch1x1(x),
+            torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1),
+            torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1),
+            self.branch_pool(_avg3x3(x)),
+        ]
+        return torch.cat(branches, 1)
 
 
 class InceptionV3Aux(nn.Module):
@@ -253,6 +215,23 @@ class InceptionOutputs(NamedTuple):
 
     logits: Tensor
     aux_logits: Tensor | None
+
+
+def _avg3x3(x: Tensor) -> Tensor:
+    """The pooling branch's 3x3/1 average pool (padding 1)."""
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+#: Inception-v3's stem, in order.
+_STEM = (
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+)
 
 
 class Inception3(nn.Module):
@@ -320,31 +299,12 @@ class Inception3(nn.Module):
         """Logits (eval mode), or :class:`InceptionOutputs` in training with the aux head."""
         if self.transform_input:
             x = _transform_input(x)
-        x = self.Conv2d_1a_3x3(x)
-        x = self.Conv2d_2a_3x3(x)
-        x = self.Conv2d_2b_3x3(x)
-        x = self.maxpool1(x)
-        x = self.Conv2d_3b_1x1(x)
-        x = self.Conv2d_4a_3x3(x)
-        x = self.maxpool2(x)
-        x = self.Mixed_5b(x)
-        x = self.Mixed_5c(x)
-        x = self.Mixed_5d(x)
-        x = self.Mixed_6a(x)
-        x = self.Mixed_6b(x)
-        x = self.Mixed_6c(x)
-        x = self.Mixed_6d(x)
-        x = self.Mixed_6e(x)
-        aux: Tensor | None = None
-        if self.AuxLogits is not None and self.training:
-            aux = self.AuxLogits(x)
-        x = self.Mixed_7a(x)
-        x = self.Mixed_7b(x)
-        x = self.Mixed_7c(x)
-        x = self.avgpool(x)
-        x = self.dropout(x)
-        x = torch.flatten(x, 1)
-        x = self.fc(x)
+        x = chain(self, _STEM, x)
+        x = chain(self, ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a"), x)
+        x = chain(self, ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"), x)
+        aux = self.AuxLogits(x) if self.AuxLogits is not None and self.training else None
+        x = chain(self, ("Mixed_7a", "Mixed_7b", "Mixed_7c", "avgpool", "dropout"), x)
+        x = self.fc(torch.flatten(x, 1))
         if self.training and self.aux_logits:
             return InceptionOutputs(x, aux)
         return x

@@ -1,15 +1,5 @@
-"""VGG-16 and VGG-11 with batch normalisation, as in ``torchvision.models``.
-
-The networks mirror torchvision (0.2x releases) module for module: the same
-attribute names, layer order, hyper-parameters, weight initialisation and
-``forward`` code, so a torchvision ``state_dict`` loads into them with
-``strict=True``.
-
-They are re-implemented, not imported, because the registry's torchvision
-(0.28) fails to import beside the CPU build of torch 2.13 ("operator
-torchvision::nms does not exist"), and the matching pair (torch 2.14.1 +
-torchvision 0.29.1) is a 5.5 GB CUDA build. ``tests/test_architectures.py``
-compares them against torchvision itself wherever it imports.
+"""VGG-16 and VGG-11 with batch normalisation, as ``torchvision.models`` (0.2x) module
+for module (why re-implemented, and how tested against torchvision: :mod:`snnconv.models`).
 """
 
 from __future__ import annotations
@@ -121,18 +111,8 @@ def vgg11_bn(num_classes: int = 1000) -> VGG:
     Mirrors ``torchvision.models.vgg11_bn`` (torchvision 0.2x; configuration
     "A"): 8 conv3x3-BN-ReLU layers (64, M, 128, M, 256, 256, M, 512, 512, M,
     512, 512, M), ``AdaptiveAvgPool2d((7, 7))`` and the same classifier as
-    :func:`vgg16_bn`. 132,868,840 parameters at 1,000 classes.
-
-    Input: 3x224x224 for the ImageNet weights; any size >= 32 runs.
-
-    Args:
-        num_classes: Number of output classes.
-
-    Returns:
-        The network with torchvision's random initialisation.
-
-    Raises:
-        ConfigError: If ``num_classes`` is not a positive integer.
+    :func:`vgg16_bn`. 132,868,840 parameters at 1,000 classes. Input, argument,
+    result and errors as :func:`vgg16_bn`.
     """
     check_num_classes(num_classes)
     return VGG(_vgg_features(_VGG_CFGS["A"], batch_norm=True), num_classes=num_classes)

@@ -67,45 +67,20 @@ def to_spiking(
     depth = spiking_depth(graph)
     nodes = []
     for n in graph.nodes:
+        op = n.op
         hold = hold_per_depth * depth[n.name]
-        if isinstance(n.op, ReLU):
-            neuron = IFNeuron(
-                threshold=threshold,
-                reset=reset,
-                v_init=v_init,
-                max_value=n.op.max_value,
-                hold_steps=hold,
-                negative_spikes=negative_spikes,
-            )
+        if isinstance(op, (ReLU, IFNeuron)):
+            theta = op.threshold if isinstance(op, IFNeuron) else threshold
+            neuron = IFNeuron(theta, reset, v_init, op.max_value, hold, negative_spikes)
             n = dataclasses.replace(n, op=neuron)
-        elif isinstance(n.op, IFNeuron):
-            neuron = dataclasses.replace(
-                n.op,
-                reset=reset,
-                v_init=v_init,
-                hold_steps=hold,
-                negative_spikes=negative_spikes,
-            )
-            n = dataclasses.replace(n, op=neuron)
-        elif isinstance(n.op, BinaryActivation):
-            theta = binary_threshold or DEFAULT_BINARY_THRESHOLD[n.op.function]
-            binary = BinaryNeuron(
-                function=n.op.function,
-                threshold=theta,
-                reset=reset,
-                v_init=v_init,
-                hold_steps=hold,
-            )
+        elif isinstance(op, (BinaryActivation, BinaryNeuron)):
+            own = op.threshold if isinstance(op, BinaryNeuron) else None
+            theta = binary_threshold or own or DEFAULT_BINARY_THRESHOLD[op.function]
+            binary = BinaryNeuron(op.function, theta, reset, v_init, hold)
             n = dataclasses.replace(n, op=binary)
-        elif isinstance(n.op, BinaryNeuron):
-            theta = binary_threshold or n.op.threshold
-            binary = dataclasses.replace(
-                n.op, threshold=theta, reset=reset, v_init=v_init, hold_steps=hold
-            )
-            n = dataclasses.replace(n, op=binary)
-        elif isinstance(n.op, MaxPool2d):
+        elif isinstance(op, MaxPool2d):
             pool = dataclasses.replace(
-                n.op, estimator=rate_estimator, window=rate_window, decay=rate_decay
+                op, estimator=rate_estimator, window=rate_window, decay=rate_decay
             )
             n = dataclasses.replace(n, op=pool)
         nodes.append(n)

@@ -14,12 +14,14 @@ With constant z ∈ [0, θ] and V(0) = 0, reset by subtraction emits exactly
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from snnconv.ir import ResetMode
+from snnconv.ir import BinaryKind, BinaryNeuron, IFNeuron, ResetMode
 
 #: (v, z, threshold, spikes_out) -> None; writes 0/1 spikes into ``spikes_out``.
 StepFn = Callable[[Tensor, Tensor, float, Tensor], None]
@@ -79,39 +81,86 @@ STEP_FUNCTIONS: dict[ResetMode, StepFn] = {
 }
 
 
+class IFParams(NamedTuple):
+    """What a layer of IF units does with its input current.
+
+    Attributes:
+        threshold: θ.
+        reset: Reset rule after a spike.
+        two_sided: Sign units: also a −1 spike at V ≤ −θ (see :func:`sign_step_subtract`).
+        signed: IF neurons with negative spikes: a −1 spike at V ≤ −θ only while the
+            net count is positive (see :func:`if_step_signed`).
+        held: How many of the first steps the membrane is held (no integration, no
+            spike): the membrane clamp.
+    """
+
+    threshold: float
+    reset: ResetMode = ResetMode.SUBTRACT
+    two_sided: bool = False
+    signed: bool = False
+    held: int = 0
+
+    @classmethod
+    def of(cls, op: IFNeuron | BinaryNeuron) -> IFParams:
+        """The parameters of a spiking op."""
+        if isinstance(op, BinaryNeuron):
+            sign = op.function is BinaryKind.SIGN
+            return cls(op.threshold, op.reset, two_sided=sign, held=op.hold_steps)
+        return cls(op.threshold, op.reset, signed=op.negative_spikes, held=op.hold_steps)
+
+    @property
+    def bipolar(self) -> bool:
+        """Whether spikes can be −1."""
+        return self.two_sided or self.signed
+
+
+@dataclass
+class IFState:
+    """The state of a layer of IF units: the membrane, and the net spike counts of units
+    with negative spikes (None for the others). Updated in place."""
+
+    v: Tensor
+    count: Tensor | None = None
+
+    @classmethod
+    def initial(cls, op: IFNeuron | BinaryNeuron, shape: tuple[int, ...], device: Any) -> IFState:
+        """V(0) = v_init·θ; net counts zero where the units have negative spikes."""
+        v = torch.full(shape, op.v_init * op.threshold, device=device)
+        signed = isinstance(op, IFNeuron) and op.negative_spikes
+        return cls(v, torch.zeros_like(v) if signed else None)
+
+
 def if_scan(
-    v: Tensor,
+    state: IFState,
+    params: IFParams,
     z: Tensor,
-    threshold: float,
-    reset: ResetMode,
     steps: int,
+    *,
     constant: bool,
-    held: int = 0,
-    two_sided: bool = False,
-    count: Tensor | None = None,
+    start: int = 0,
 ) -> Tensor:
     """Run ``steps`` IF steps; return the spikes as a ``[steps, *v.shape]`` tensor.
 
+    The one loop over time of every kind of IF unit (plain, sign, negative spikes).
+
     Args:
-        v: Membrane potential ``[B, ...]``, updated in place.
+        state: Membrane (and net counts), updated in place.
+        params: θ, reset rule, kind of spikes, held steps.
         z: Input current: ``[steps, B, ...]``, or ``[B, ...]`` if ``constant``.
-        threshold: θ.
-        reset: Reset rule.
         steps: Number of steps.
         constant: Whether ``z`` is the same at every step.
-        held: How many of the first steps are held: the membrane keeps its
-            value (no integration) and no spike is emitted.
-        two_sided: Sign units: emit −1 spikes at V ≤ −θ too.
-        count: Net spike count per neuron (updated in place) of IF neurons with
-            negative spikes (see :func:`if_step_signed`); None for plain IF.
+        start: The step the scan starts at (the held steps are counted from 0).
     """
-    if count is not None:
-        step: StepFn = partial(if_step_signed, count=count)
+    v = state.v
+    if params.signed:
+        if state.count is None:
+            raise ValueError("IF units with negative spikes need their net counts (IFState.count)")
+        step: StepFn = partial(if_step_signed, count=state.count)
     else:
-        step = (SIGN_STEP_FUNCTIONS if two_sided else STEP_FUNCTIONS)[reset]
+        step = (SIGN_STEP_FUNCTIONS if params.two_sided else STEP_FUNCTIONS)[params.reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
-    held = min(max(held, 0), steps)
+    held = min(max(params.held - start, 0), steps)
     spikes[:held].zero_()
     for k in range(held, steps):
-        step(v, z if constant else z[k], threshold, spikes[k])
+        step(v, z if constant else z[k], params.threshold, spikes[k])
     return spikes

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from snnconv.config import Precision
 from snnconv.errors import ConfigError
 from snnconv.ir import (
     SPIKING_OPS,
-    BinaryKind,
     BinaryNeuron,
     Conv2d,
     Graph,
@@ -44,10 +42,12 @@ from snnconv.ir import (
     InputEncoding,
     Linear,
     MaxPool2d,
+    Node,
     Readout,
 )
 from snnconv.sim.maxpool import MaxPoolGate
-from snnconv.sim.neurons import if_scan, if_step_subtract
+from snnconv.sim.neurons import IFParams, IFState, if_scan
+from snnconv.sim.readout import ReadoutScan
 from snnconv.sim.reference import check_input, last_uses
 
 #: Default steps per chunk by device type, chosen by ``benchmarks/bench_sim.py``.
@@ -123,6 +123,56 @@ class BatchResult:
     predictions: Tensor | None = None
 
 
+@dataclass
+class _Tally:
+    """What one batch's simulation counts per step (``[T]`` each) and per neuron."""
+
+    correct1: Tensor
+    correct5: Tensor
+    #: Spikes (events) per spiking layer.
+    spikes: dict[str, Tensor]
+    #: Events of the other spike sources (gates, Poisson input) with a fan-out map.
+    events: dict[str, Tensor]
+    #: Synaptic operations per source with a fan-out map (float64).
+    sops: dict[str, Tensor]
+    #: Spikes of each neuron over all steps, per spiking layer (with ``record_rates``).
+    totals: dict[str, Tensor]
+
+    @classmethod
+    def zeros(
+        cls,
+        timesteps: int,
+        layers: list[str],
+        sources: list[str],
+        counted: list[str],
+        shapes: dict[str, Tensor],
+        device: torch.device,
+    ) -> _Tally:
+        def steps(dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros(timesteps, dtype=dtype, device=device)
+
+        return cls(
+            steps(torch.int64),
+            steps(torch.int64),
+            {name: steps() for name in layers},
+            {name: steps() for name in sources},
+            {name: steps(torch.float64) for name in counted},
+            {name: torch.zeros_like(v) for name, v in shapes.items()},
+        )
+
+
+@dataclass
+class _BatchState:
+    """Everything a batch's simulation carries from one chunk to the next."""
+
+    x: Tensor
+    static: dict[str, Tensor]
+    neurons: dict[str, IFState]
+    gates: dict[str, MaxPoolGate]
+    readout: ReadoutScan
+    tally: _Tally
+
+
 class Simulator:
     """Simulates a spiking graph (IF layers from :func:`~snnconv.passes.to_spiking`).
 
@@ -181,6 +231,7 @@ class Simulator:
             n for n in self.graph.nodes if isinstance(n.op, MaxPool2d) and n.name not in self.static
         ]
         self.neurons = [n for n in self.graph.nodes if isinstance(n.op, SPIKING_OPS)]
+        self.params = {n.name: IFParams.of(n.op) for n in self.neurons}  # type: ignore[arg-type]
         self.fan_out = {
             name: f.reshape(-1).to(self.device, torch.float64)
             for name, f in (fan_out or {}).items()
@@ -247,22 +298,37 @@ class Simulator:
         check_input(self.graph, x)
         x = x.to(self.device, torch.float32)
         y = y.to(self.device)
-        batch = x.shape[0]
         self.generator.manual_seed(hash((self.seed, batch_index)) & 0xFFFF_FFFF_FFFF)
-        static = self._static_values(x)
-        membranes = {
-            n.name: torch.full(
-                (batch, *n.meta["shape"]),
-                n.op.v_init * n.op.threshold,  # type: ignore[attr-defined]
-                device=self.device,
-            )
+        state = self._start(x, timesteps, record_spikes, record_rates)
+        out = self.graph.output_node
+        tally = state.tally
+        ranks = torch.zeros((1, x.shape[0], 1), dtype=torch.int64, device=self.device)
+        for start in range(0, timesteps, self.chunk):
+            k = min(self.chunk, timesteps - start)
+            values = self._chunk(state, k, start)
+            current = self._block(out.name, values, state.static, k)
+            scores = state.readout.scan(current.reshape(k, x.shape[0], -1))
+            ranks = scores.topk(min(5, scores.shape[-1]), dim=-1).indices
+            hits = ranks == y.view(1, -1, 1)
+            tally.correct1[start : start + k] += hits[..., 0].sum(1)
+            tally.correct5[start : start + k] += hits.any(-1).sum(1)
+        return BatchResult(
+            tally.correct1,
+            tally.correct5,
+            tally.spikes,
+            state.readout.potential,
+            tally.totals,
+            tally.sops,
+            tally.events,
+            ranks[-1, :, 0],
+        )
+
+    def _start(self, x: Tensor, timesteps: int, spikes: bool, rates: bool) -> _BatchState:
+        """The state of a batch at t = 0: membranes at V(0), gates and readout empty."""
+        batch = x.shape[0]
+        neurons = {
+            n.name: IFState.initial(n.op, (batch, *n.meta["shape"]), self.device)  # type: ignore[arg-type]
             for n in self.neurons
-        }
-        #: Net spike counts of the IF layers with negative spikes.
-        net_counts = {
-            n.name: torch.zeros_like(membranes[n.name])
-            for n in self.neurons
-            if getattr(n.op, "negative_spikes", False)
         }
         gates = {
             n.name: MaxPoolGate(
@@ -272,95 +338,26 @@ class Simulator:
             )
             for n in self.gated
         }
-        out_node = self.graph.output_node
-        classes = int(out_node.meta["shape"][-1])
-        out_theta = float(out_node.meta.get("readout_scale", 1.0))
-        out_v = torch.zeros((batch, classes), device=self.device)
-        counts = torch.zeros((batch, classes), device=self.device)
-        topk = min(5, classes)
-        potential = torch.zeros((batch, classes), device=self.device)
-        correct1 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
-        correct5 = torch.zeros(timesteps, dtype=torch.int64, device=self.device)
-        totals = {
-            n.name: torch.zeros_like(membranes[n.name])
-            for n in (self.neurons if record_rates else [])
-        }
-        spike_counts = {
-            n.name: torch.zeros(timesteps, device=self.device)
-            for n in (self.neurons if record_spikes else [])
-        }
-        counted = self.fan_out if record_spikes else {}
-        sop_counts = {
-            name: torch.zeros(timesteps, dtype=torch.float64, device=self.device)
-            for name in counted
-        }
-        event_counts = {
-            name: torch.zeros(timesteps, device=self.device)
-            for name in counted
-            if name not in spike_counts
-        }
-        predictions = torch.zeros(batch, dtype=torch.int64, device=self.device)
-
-        for start in range(0, timesteps, self.chunk):
-            k = min(self.chunk, timesteps - start)
-            views = {name: c[start : start + k] for name, c in spike_counts.items()}
-            views.update({name: c[start : start + k] for name, c in event_counts.items()})
-            sop_views = {name: c[start : start + k] for name, c in sop_counts.items()}
-            values = self._chunk(
-                x, static, membranes, gates, k, start, views, totals, sop_views, net_counts
-            )
-            current = self._block(out_node.name, values, static, k).reshape(k, batch, classes)
-            # Accumulate step by step in float32 (not cumsum, whose summation order differs):
-            # the readout is then bit-identical for every chunk size.
-            cumulative = torch.empty_like(current)
-            for j in range(k):
-                torch.add(potential, current[j], out=cumulative[j])
-                potential = cumulative[j]
-            potential = potential.clone()
-            if self.readout is not Readout.POTENTIAL:
-                cumulative = self._spike_scores(current, cumulative, out_v, counts, out_theta)
-            ranks = cumulative.topk(topk, dim=-1).indices
-            hits = ranks == y.view(1, batch, 1)
-            correct1[start : start + k] += hits[..., 0].sum(1)
-            correct5[start : start + k] += hits.any(-1).sum(1)
-            predictions = ranks[-1, :, 0]
-
-        return BatchResult(
-            correct1,
-            correct5,
-            spike_counts,
-            potential,
-            totals,
-            sop_counts,
-            event_counts,
-            predictions,
+        out = self.graph.output_node
+        readout = ReadoutScan(
+            self.readout,
+            batch,
+            int(out.meta["shape"][-1]),
+            float(out.meta.get("readout_scale", 1.0)),
+            self.generator,
+            self.device,
         )
-
-    def _spike_scores(
-        self,
-        current: Tensor,
-        potential: Tensor,
-        v: Tensor,
-        counts: Tensor,
-        threshold: float,
-    ) -> Tensor:
-        """Per-step scores of the spike-count readouts: count + (0.5 + atan(V)/π).
-
-        The fractional part, strictly inside (0, 1) and increasing in the
-        accumulated current V, only breaks ties between equal counts.
-        """
-        scores = torch.empty_like(current)
-        spikes = torch.empty_like(v)
-        for j in range(current.shape[0]):
-            if self.readout is Readout.SPIKES:
-                if_step_subtract(v, current[j], threshold, spikes)
-            else:
-                p = torch.softmax(current[j], dim=-1)
-                u = torch.rand(p.shape, generator=self.generator, device=self.device)
-                torch.lt(u, p, out=spikes)
-            counts.add_(spikes)
-            scores[j] = counts + (0.5 + torch.atan(potential[j]) / math.pi)
-        return scores
+        layers = [n.name for n in self.neurons]
+        counted = list(self.fan_out) if spikes else []
+        tally = _Tally.zeros(
+            timesteps,
+            layers if spikes else [],
+            [name for name in counted if name not in layers],
+            counted,
+            {name: neurons[name].v for name in layers} if rates else {},
+            self.device,
+        )
+        return _BatchState(x, self._static_values(x), neurons, gates, readout, tally)
 
     def _static_values(self, x: Tensor) -> dict[str, Tensor]:
         """Values of the time-invariant nodes for input ``x`` (computed once per batch)."""
@@ -381,102 +378,78 @@ class Simulator:
         s = static[name]
         return s.unsqueeze(0).expand(k, *s.shape).reshape(k * s.shape[0], *s.shape[1:])
 
-    def _chunk(
-        self,
-        x: Tensor,
-        static: dict[str, Tensor],
-        membranes: dict[str, Tensor],
-        gates: dict[str, MaxPoolGate],
-        k: int,
-        start: int,
-        spike_counts: dict[str, Tensor],
-        totals: dict[str, Tensor],
-        sop_counts: dict[str, Tensor] | None = None,
-        net_counts: dict[str, Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """Advance every layer by ``k`` steps; add each IF layer's spikes per step to
-        ``spike_counts`` and each spike source's synaptic operations per step to
-        ``sop_counts`` (``[k]`` views); ``net_counts`` holds the net spike counts of the
-        IF layers with negative spikes. Returns the blocks still live (the output's)."""
-        sop_counts = sop_counts or {}
-        net_counts = net_counts or {}
+    def _chunk(self, state: _BatchState, k: int, start: int) -> dict[str, Tensor]:
+        """Advance every layer by the ``k`` steps from ``start``; count each IF layer's
+        spikes and each spike source's events and synaptic operations into the tally.
+        Returns the blocks still live (the output's)."""
         values: dict[str, Tensor] = {}
+        tally = state.tally
         for i, node in enumerate(self.graph.nodes):
             if node.name in self.static:
                 continue
             op = node.op
             if isinstance(op, Input):
-                values[node.name] = self._poisson(x, k)
-                if node.name in sop_counts:
-                    self._count(node.name, values[node.name].abs(), k, spike_counts, sop_counts)
+                values[node.name] = self._poisson(state.x, k)
+                self._count(tally, node.name, values[node.name].abs(), k, start)
             elif isinstance(op, (IFNeuron, BinaryNeuron)):
-                src = node.inputs[0]
-                v = membranes[node.name]
-                constant = src not in values
-                z = static[src] if constant else values[src].reshape(k, *v.shape)
-                count = net_counts.get(node.name)
-                two_sided = count is not None or (
-                    isinstance(op, BinaryNeuron) and op.function is BinaryKind.SIGN
-                )
-                spikes = if_scan(
-                    v,
-                    z,
-                    op.threshold,
-                    op.reset,
-                    k,
-                    constant,
-                    op.hold_steps - start,
-                    two_sided,
-                    count,
-                )
-                if node.name in spike_counts:
-                    events = spikes.abs() if two_sided else spikes
-                    if node.name in sop_counts:
-                        self._count(node.name, events, k, spike_counts, sop_counts)
-                    else:
-                        spike_counts[node.name] += events.reshape(k, -1).sum(1)
-                if node.name in totals:
-                    totals[node.name] += spikes.sum(0)
-                values[node.name] = spikes.reshape(k * v.shape[0], *v.shape[1:])
-            elif node.name in gates:
+                values[node.name] = self._spiking(state, node, values, k, start)
+            elif node.name in state.gates:
                 spikes_in = values[node.inputs[0]]
-                pooled = gates[node.name].scan(spikes_in.reshape(k, -1, *spikes_in.shape[1:]))
+                pooled = state.gates[node.name].scan(spikes_in.reshape(k, -1, *spikes_in.shape[1:]))
                 values[node.name] = pooled.reshape(-1, *pooled.shape[2:])
-                if node.name in sop_counts:
-                    self._count(node.name, pooled.abs(), k, spike_counts, sop_counts)
+                self._count(tally, node.name, pooled.abs(), k, start)
             elif node.name in self.reduced:
                 # Spikes and their averages are float32 everywhere else: convert at the
                 # layer's boundaries only (elementwise work in bf16 is slow on CPUs).
-                x = self._block(node.inputs[0], values, static, k)
+                x = self._block(node.inputs[0], values, state.static, k)
                 reduced = self.reduced[node.name]
                 values[node.name] = reduced.apply(x.to(reduced.weight.dtype)).float()
             else:
                 values[node.name] = op.apply(
-                    *(self._block(n, values, static, k) for n in node.inputs)
+                    *(self._block(n, values, state.static, k) for n in node.inputs)
                 )
             for name in node.inputs:
                 if self.last_use[name] == i:
                     values.pop(name, None)
         return values
 
-    def _count(
-        self,
-        name: str,
-        events: Tensor,
-        k: int,
-        spike_counts: dict[str, Tensor],
-        sop_counts: dict[str, Tensor],
-    ) -> None:
+    def _spiking(
+        self, state: _BatchState, node: Node, values: dict[str, Tensor], k: int, start: int
+    ) -> Tensor:
+        """Scan one spiking layer over the chunk; returns its spikes as a ``[k·B, ...]`` block."""
+        neurons = state.neurons[node.name]
+        params = self.params[node.name]
+        src = node.inputs[0]
+        constant = src not in values
+        v = neurons.v
+        z = state.static[src] if constant else values[src].reshape(k, *v.shape)
+        spikes = if_scan(neurons, params, z, k, constant=constant, start=start)
+        if node.name in state.tally.spikes:
+            self._count(
+                state.tally, node.name, spikes.abs() if params.bipolar else spikes, k, start
+            )
+        if node.name in state.tally.totals:
+            state.tally.totals[node.name] += spikes.sum(0)
+        return spikes.reshape(k * v.shape[0], *v.shape[1:])
+
+    def _count(self, tally: _Tally, name: str, events: Tensor, k: int, start: int) -> None:
         """Add ``events`` (``k`` steps of one source, batch-major within a step) to the
         step's event count and, weighted by each neuron's fan-out, to its SOP count.
 
         The events are first summed over the batch (exact in float32: at most B per
         neuron); the weighting is then one small float64 matrix-vector product per chunk.
         """
+        counts = tally.spikes.get(name, tally.events.get(name))
+        if counts is None:
+            return
+        window = counts[start : start + k]
+        if name not in tally.sops:
+            window += events.reshape(k, -1).sum(1)
+            return
         fan_out = self.fan_out[name]
         per_neuron = events.reshape(k, -1, fan_out.numel()).sum(1)
-        spike_counts[name] += per_neuron.sum(1)
-        sop_counts[name] += per_neuron.double() @ fan_out
+        window += per_neuron.sum(1)
+        tally.sops[name][start : start + k] += per_neuron.double() @ fan_out
 
     def _poisson(self, x: Tensor, steps: int) -> Tensor:
         """Poisson-encoded input spikes for ``steps`` steps: ±1 with probability min(|x|, 1)."""

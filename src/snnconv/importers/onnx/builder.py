@@ -14,6 +14,7 @@ from snnconv.errors import UnsupportedOpError
 from snnconv.importers.onnx.registry import SUPPORTED_ONNX_OPS
 from snnconv.importers.onnx.values import Activation, Value
 from snnconv.ir import Conv2d, Input, Linear, Node, Op, Reshape
+from snnconv.ir.graph import fresh_name
 
 
 class OnnxGraphBuilder:
@@ -98,13 +99,7 @@ class OnnxGraphBuilder:
 
     # -- internal nodes -------------------------------------------------------
     def _unique(self, base: str) -> str:
-        name = re.sub(r"[^0-9A-Za-z_.]", "_", base) or "node"
-        candidate, k = name, 1
-        while candidate in self._names:
-            k += 1
-            candidate = f"{name}_{k}"
-        self._names.add(candidate)
-        return candidate
+        return fresh_name(re.sub(r"[^0-9A-Za-z_.]", "_", base) or "node", self._names)
 
     def add_input(self, shape: tuple[int, ...]) -> str:
         """Create the internal Input node for one sample of ``shape`` (NCHW)."""

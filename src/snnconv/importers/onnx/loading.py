@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from snnconv.errors import ModelLoadError, UnsupportedOpError
+from snnconv.errors import ModelLoadError, UnsupportedOpError, require_extra
 from snnconv.importers.onnx.registry import SUPPORTED_ONNX_OPS
 
 #: The oldest default-domain opset the importer reads.
@@ -18,13 +18,7 @@ MIN_OPSET = 11
 
 def require_onnx() -> Any:
     """The ``onnx`` module, or a clear error naming the extra to install."""
-    try:
-        import onnx
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ModelLoadError(
-            f"ONNX import needs the onnx package: pip install 'snnconv[onnx]' ({error})"
-        ) from error
-    return onnx
+    return require_extra("onnx", "onnx", "ONNX import")
 
 
 def max_opset() -> int:
