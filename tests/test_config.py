@@ -38,7 +38,8 @@ def test_stages_say_what_a_saved_network_can_still_change() -> None:
     ("field", "value", "message"),
     [
         ("percentile", 0, "percentile must be in (0, 100]"),
-        ("percentile", float("nan"), "percentile must be a number"),
+        ("percentile", float("nan"), "percentile must be in (0, 100]"),
+        ("percentile", "99", "percentile must be a number"),
         ("v_init", 1.0, "v_init must be in [0, 1)"),
         ("batch_size", 0, "batch_size must be a positive integer"),
         ("batch_size", 2.5, "batch_size must be an integer"),

@@ -80,7 +80,7 @@ def convert(
             mode and restored), an ``ExportedProgram``, or an imported graph.
         calibration: Inputs for normalization statistics: a tensor, Dataset,
             DataLoader (items ``x`` or ``(x, y)``), re-iterable.
-        config: Options (defaults: percentile 99.9, reset by subtraction, analog input).
+        config: Options (default: ``Config()``, the paper's method).
         progress: Show progress bars.
         info: Extra provenance to record (e.g. ``{"model": name, "calibration": {...}}``).
 

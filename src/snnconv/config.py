@@ -360,9 +360,7 @@ def _coerce(name: str, value: Any) -> Any:
         elif kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError
-            value = float(value)
-            if math.isnan(value):
-                raise ValueError
+            value = float(value)  # NaN fails every float option's check
         elif kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError

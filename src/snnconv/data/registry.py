@@ -297,18 +297,19 @@ def load_dataset(
             f"image_size applies to imagefolder:PATH datasets only, not {dataset_name(spec)!r}; "
             "leave it unset."
         )
-    if name == "imagefolder" and path is not None:
-        raw = _Split(*load_image_folder(path, split, image_size=image_size, limit=limit), str(path))
-    elif path is not None:
-        raw = _Split(*load_npz(path), str(path))
-    else:
-        raw = _LOADERS[name](name, split, data_dir)
+    raw = _read(name, path, split, data_dir, image_size, limit)
     x, y, origin = raw.x, raw.y, raw.origin
     if limit is not None:
         x, y = x[:limit], y[:limit]
         origin = origin[:limit] if origin is not None else None
     if raw.source == EMBEDDED:
         warnings.warn(EmbeddedSampleWarning(embedded_notice(spec, split, len(y))), stacklevel=2)
+    images = torch.from_numpy(_scaled(x, mean, std))
+    return LoadedDataset(images, torch.from_numpy(y.copy()), source=raw.source, origin=origin)
+
+
+def _scaled(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
+    """float32 images: uint8 ones scaled to [0, 1], then (x − mean) / std per channel."""
     images = np.divide(x, np.float32(255.0), dtype=np.float32) if x.dtype == np.uint8 else x.copy()
     channels = images.shape[1]
     if mean is not None:
@@ -318,9 +319,25 @@ def load_dataset(
         if (scale <= 0).any():
             raise DataError(f"std values must all be > 0, got {list(std)!r}.")
         images /= scale
-    return LoadedDataset(
-        torch.from_numpy(images), torch.from_numpy(y.copy()), source=raw.source, origin=origin
-    )
+    return images
+
+
+def _read(
+    name: str,
+    path: Path | None,
+    split: str,
+    data_dir: _DataDir,
+    image_size: int | None,
+    limit: int | None,
+) -> _Split:
+    """Read one split with the loader of its kind."""
+    if name == "imagefolder" and path is not None:
+        return _Split(
+            *load_image_folder(path, split, image_size=image_size, limit=limit), str(path)
+        )
+    if path is not None:
+        return _Split(*load_npz(path), str(path))
+    return _LOADERS[name](name, split, data_dir)
 
 
 def _subset_positions(dataset: Dataset, length: int, num_samples: int, seed: int) -> np.ndarray:

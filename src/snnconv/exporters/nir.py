@@ -311,10 +311,7 @@ def to_nir(
         ) from None
     subs = _substitutes(substitutes)
     graph = network.graph
-    if any("shape" not in n.meta for n in graph.nodes):
-        from snnconv.passes.shapes import infer_shapes
-
-        graph = infer_shapes(graph)
+    graph.require_shapes("NIR export")
     readout = network.config.readout
     if readout is Readout.SOFTMAX:
         raise UnsupportedOpError(
@@ -327,30 +324,49 @@ def to_nir(
     input_shape = tuple(int(s) for s in graph.input.op.shape)  # type: ignore[attr-defined]
     w.nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
     w.value[graph.input.name] = ("input", 1.0)
-
     for node in graph.nodes[1:]:
-        op = node.op
-        w.check_single_input(node)
-        if isinstance(op, Conv2d):
-            w.conv(node, op)
-        elif isinstance(op, Linear):
-            w.linear(node, op)
-        elif isinstance(op, IFNeuron):
-            w.neuron(node, op)
-        elif isinstance(op, AvgPool2d):
-            w.avg_pool(node, op)
-        elif isinstance(op, AdaptiveAvgPool2d):
-            w.adaptive_pool(node, op)
-        elif isinstance(op, MaxPool2d):
-            w.max_pool(node, op)
-        elif isinstance(op, Reshape):
-            w.reshape(node, op)
-        elif isinstance(op, Input):  # pragma: no cover - the graph has one input
-            continue
-        else:
-            raise _unsupported(node, op.kind, "NIR 1.0.8 has no equivalent primitive")
+        _write_layer(w, node)
+    _write_readout(w, graph.output_node, readout)
+    metadata = {
+        "producer": f"snnconv {__version__}",
+        "nir_version": NIR_VERSION,
+        "time": "discrete steps, dt = 1: v += r * I each step",
+        "input_encoding": network.config.input_encoding.value,
+        "input": "analog: the (normalized) image is the input current at every step"
+        if network.config.input_encoding.value == "analog"
+        else "poisson: each pixel spikes with probability min(|x|, 1) per step",
+        "readout": readout.value,
+        "pooling": pool_mode.value,
+        "substitutes": ",".join(sorted(s.value for s in subs)),
+    }
+    return nir.NIRGraph(nodes=w.nodes, edges=w.edges, metadata=metadata)
 
-    out = graph.output_node
+
+def _write_layer(w: _Writer, node: Node) -> None:
+    """Write one node of the spiking graph (or refuse it, naming it)."""
+    op = node.op
+    w.check_single_input(node)
+    if isinstance(op, Conv2d):
+        w.conv(node, op)
+    elif isinstance(op, Linear):
+        w.linear(node, op)
+    elif isinstance(op, IFNeuron):
+        w.neuron(node, op)
+    elif isinstance(op, AvgPool2d):
+        w.avg_pool(node, op)
+    elif isinstance(op, AdaptiveAvgPool2d):
+        w.adaptive_pool(node, op)
+    elif isinstance(op, MaxPool2d):
+        w.max_pool(node, op)
+    elif isinstance(op, Reshape):
+        w.reshape(node, op)
+    elif not isinstance(op, Input):
+        raise _unsupported(node, op.kind, "NIR 1.0.8 has no equivalent primitive")
+
+
+def _write_readout(w: _Writer, out: Node, readout: Readout) -> None:
+    """The readout after the output layer: nir.I (accumulated current) or nir.IF (spikes)."""
+    nir = w.nir
     if not isinstance(out.op, (Linear, Conv2d)):
         raise _unsupported(
             out, out.op.kind, "the output layer must be a Linear/Conv2d read out by its current"
@@ -380,19 +396,6 @@ def to_nir(
     w.edges.append((last, "readout"))
     w.nodes["output"] = nir.Output(output_type={"output": np.array(classes)})
     w.edges.append(("readout", "output"))
-    metadata = {
-        "producer": f"snnconv {__version__}",
-        "nir_version": NIR_VERSION,
-        "time": "discrete steps, dt = 1: v += r * I each step",
-        "input_encoding": network.config.input_encoding.value,
-        "input": "analog: the (normalized) image is the input current at every step"
-        if network.config.input_encoding.value == "analog"
-        else "poisson: each pixel spikes with probability min(|x|, 1) per step",
-        "readout": readout.value,
-        "pooling": pool_mode.value,
-        "substitutes": ",".join(sorted(s.value for s in subs)),
-    }
-    return nir.NIRGraph(nodes=w.nodes, edges=w.edges, metadata=metadata)
 
 
 def export_nir(

@@ -11,10 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snnconv.config import Config
+
 #: Gaps to the ANN (in percentage points of error) that milestones look for.
 WITHIN_POINTS: tuple[float, ...] = (1.0, 0.5, 0.1)
 #: Budgets, as multiples of the ANN's MACs, at which milestones report the best error.
 ANN_OPS_FRACTIONS: tuple[float, ...] = (0.5, 1.0)
+
+
+#: The options' defaults (the energies are ``Config.energy_ac_pj`` and ``energy_mac_pj``).
+_DEFAULTS = Config()
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,8 @@ class EnergyModel:
         mac_pj: Energy of one multiply-accumulate.
     """
 
-    ac_pj: float = 0.9
-    mac_pj: float = 4.6
+    ac_pj: float = _DEFAULTS.energy_ac_pj
+    mac_pj: float = _DEFAULTS.energy_mac_pj
     reference: str = "45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014)"
 
     def estimate(

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from snnconv.config import Config
 from snnconv.errors import ConfigError, NumericalError
 from snnconv.ir import Concat, Graph, IFNeuron, MaxPool2d, ReLU
 from snnconv.sim.reference import run_graph
@@ -36,16 +37,15 @@ from snnconv.sim.reference import run_graph
 
 @dataclass(frozen=True)
 class Percentile:
-    """The p-th percentile of non-zero activations (p in (0, 100]; 100 = max-norm)."""
+    """The p-th percentile of non-zero activations (p in (0, 100]; 100 = max-norm).
 
-    p: float = 99.9
+    Its default and its check are those of ``Config.percentile``.
+    """
+
+    p: float = Config().percentile
 
     def __post_init__(self) -> None:
-        if not (0 < self.p <= 100) or math.isnan(self.p):
-            raise ConfigError(
-                f"percentile must be in (0, 100], got {self.p}; 99.9 is the default and "
-                "100 gives max-norm"
-            )
+        Config(percentile=self.p)  # the one check of the option (ConfigError names it)
 
 
 @dataclass

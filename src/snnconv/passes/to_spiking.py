@@ -25,6 +25,10 @@ DEFAULT_BINARY_THRESHOLD: dict[BinaryKind, float] = {
 }
 
 
+#: The options' defaults (those of :class:`~snnconv.config.Config`).
+_DEFAULTS = Config()
+
+
 def spiking_depth(graph: Graph) -> dict[str, int]:
     """For each node, the number of activation layers on the longest path from the input
     up to and including it."""
@@ -40,14 +44,14 @@ def to_spiking(
     graph: Graph,
     *,
     threshold: float = 1.0,
-    reset: ResetMode = ResetMode.SUBTRACT,
-    v_init: float = 0.0,
-    hold_per_depth: int = 0,
-    rate_estimator: RateEstimator = RateEstimator.COUNT,
-    rate_window: int = 16,
-    rate_decay: float = 0.9,
-    binary_threshold: float | None = None,
-    negative_spikes: bool = False,
+    reset: ResetMode = _DEFAULTS.reset,
+    v_init: float = _DEFAULTS.v_init,
+    hold_per_depth: int = _DEFAULTS.clamp_steps,
+    rate_estimator: RateEstimator = _DEFAULTS.rate_estimator,
+    rate_window: int = _DEFAULTS.rate_window,
+    rate_decay: float = _DEFAULTS.rate_decay,
+    binary_threshold: float | None = _DEFAULTS.binary_threshold,
+    negative_spikes: bool = _DEFAULTS.negative_spikes,
 ) -> Graph:
     """Turn every ReLU into an :class:`IFNeuron` layer (and every binary activation into
     a :class:`BinaryNeuron` layer) with the given dynamics.
