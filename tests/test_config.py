@@ -17,6 +17,11 @@ def test_stages_say_what_a_saved_network_can_still_change() -> None:
         "pool_aware_percentile",
         "calibration_samples",
         "maxpool",
+        "target_timesteps",
+        "threshold_search",
+        "bias_calibration",
+        "potential_calibration",
+        "keep",
     )
     assert Config.names(Stage.DYNAMICS) == (
         "reset",
@@ -27,6 +32,7 @@ def test_stages_say_what_a_saved_network_can_still_change() -> None:
         "clamp_steps",
         "negative_spikes",
         "binary_threshold",
+        "negative_threshold",
     )
     assert set(Config.SIMULATION_OPTIONS) == set(Config.names(Stage.SIMULATION))
     assert len(Config.names()) == len(Config.names(Stage.CONVERSION)) + len(
@@ -48,6 +54,10 @@ def test_stages_say_what_a_saved_network_can_still_change() -> None:
         ("negative_spikes", "yes", "negative_spikes must be true or false"),
         ("energy_ac_pj", -1.0, "energy_ac_pj must be a finite energy >= 0"),
         ("threads", 0, "threads must be a positive integer"),
+        ("target_timesteps", 0, "target_timesteps must be a positive integer"),
+        ("negative_threshold", -0.5, "negative_threshold must be in [0, 1]"),
+        ("exit_patience", 0, "exit_patience must be a positive integer"),
+        ("keep", ("v_nit",), "keep names unknown options ['v_nit']"),
     ],
 )
 def test_each_value_is_checked_where_config_is_built(

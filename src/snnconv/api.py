@@ -98,7 +98,8 @@ def convert(
         if isinstance(model, nn.Module):
             _check_runs(model, example)
         graph = model if isinstance(model, Graph) else import_torch(model, example)
-        spiking, stats = convert_graph(graph, calibration, config, device=device, progress=progress)
+        conversion = convert_graph(graph, calibration, config, device=device, progress=progress)
+    spiking, stats, config = conversion.graph, conversion.stats, conversion.config
     _check_output(spiking)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}
     meta.update(info or {})
@@ -124,6 +125,8 @@ def convert(
         }
         for name, s in stats.items()
     }
+    if conversion.low_latency is not None:
+        meta["low_latency"] = conversion.low_latency
     return SpikingNetwork(spiking, config, meta)
 
 
@@ -170,7 +173,9 @@ def evaluate(
         timesteps: T, the number of simulated steps (≥ 1).
         config: Simulation options (device, batch size, chunk, seed, threads,
             input encoding, energies); defaults to the network's own config.
-        calibration: Calibration data when ``network`` is an ``nn.Module``.
+        calibration: Calibration data when ``network`` is an ``nn.Module``; with
+            ``config.early_exit``, also what the exit rule is tuned on (unless
+            ``exit_patience`` and ``exit_margin`` are given).
         progress: Show a progress bar.
         record_spikes: Count spikes and synaptic operations per layer and step.
         diagnostics: Also compare every neuron's rate with its normalized ANN
@@ -200,6 +205,7 @@ def evaluate(
             progress=progress,
             record_spikes=record_spikes,
             diagnostics=diagnostics,
+            calibration=calibration,
         )
 
 

@@ -274,6 +274,95 @@ class Config:
             optional=True,
         ),
     )
+    negative_threshold: float | None = _field(
+        None,
+        _dynamics(
+            float,
+            "with --negative-spikes, a -1 spike fires at V <= -h·θ, h in [0, 1] (default: 1; "
+            "0 makes every count the exact T-step quantized ReLU, at the cost of more events)",
+            metavar="H",
+            check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
+            optional=True,
+        ),
+    )
+    target_timesteps: int | None = _field(
+        None,
+        Option(
+            int,
+            "tune the conversion for accuracy at T steps on the calibration data: chooses the "
+            "low-latency techniques (threshold search, bias or potential calibration, V(0), "
+            "negative spikes) that are not given",
+            metavar="T",
+            check=_positive,
+            optional=True,
+        ),
+    )
+    threshold_search: bool | None = _field(
+        None,
+        Option(
+            bool,
+            "each layer's λ minimizes its T-step quantization error on the calibration data "
+            "(instead of the percentile; needs --target-timesteps)",
+            optional=True,
+        ),
+    )
+    bias_calibration: bool | None = _field(
+        None,
+        Option(
+            bool,
+            "layer by layer, shift each channel's bias by the mean error between the ANN's "
+            "activation and the SNN's rate at T steps on the calibration data (needs "
+            "--target-timesteps)",
+            optional=True,
+        ),
+    )
+    potential_calibration: bool | None = _field(
+        None,
+        Option(
+            bool,
+            "the same correction as an initial membrane potential per channel (needs "
+            "--target-timesteps)",
+            optional=True,
+        ),
+    )
+    keep: tuple[str, ...] = _field(
+        (),
+        Option(
+            tuple,
+            "options --target-timesteps must not change (the command line fills it with the "
+            "options given)",
+            flag="-",
+        ),
+    )
+    early_exit: bool = _field(
+        False,
+        _execution(
+            bool,
+            "also simulate with per-sample early exit: a sample stops once its top-1 class has "
+            "held for --exit-patience steps with a readout margin of at least --exit-margin "
+            "(both tuned on the calibration data unless given)",
+        ),
+    )
+    exit_patience: int | None = _field(
+        None,
+        _execution(
+            int,
+            "early exit: steps the top-1 class must hold",
+            metavar="K",
+            check=_positive,
+            optional=True,
+        ),
+    )
+    exit_margin: float | None = _field(
+        None,
+        _execution(
+            float,
+            "early exit: least top-1 − top-2 score of the accumulated readout",
+            metavar="M",
+            check=lambda v: None if v >= 0 else "must be >= 0",
+            optional=True,
+        ),
+    )
     precision: Precision = _field(
         Precision.FLOAT32,
         _execution(
@@ -297,6 +386,23 @@ class Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        tuned = [
+            name
+            for name in ("threshold_search", "bias_calibration", "potential_calibration")
+            if getattr(self, name)
+        ]
+        if tuned and self.target_timesteps is None:
+            raise ConfigError(
+                f"{', '.join(tuned)} tune the conversion for a number of steps: give "
+                "target_timesteps (--target-timesteps T)"
+            )
+        if self.bias_calibration and self.potential_calibration:
+            raise ConfigError(
+                "bias_calibration and potential_calibration correct the same error; choose one"
+            )
+        unknown = set(self.keep) - set(_OPTIONS)
+        if unknown:
+            raise ConfigError(f"keep names unknown options {sorted(unknown)}")
         if self.negative_spikes and self.reset is not ResetMode.SUBTRACT:
             raise ConfigError(
                 "negative_spikes needs reset='subtract' (with reset to zero the membrane "
@@ -312,6 +418,11 @@ class Config:
     def names(cls, stage: Stage | None = None) -> tuple[str, ...]:
         """The field names (of one stage)."""
         return tuple(n for n, o in _OPTIONS.items() if stage is None or o.stage is stage)
+
+    @property
+    def resolved_negative_threshold(self) -> float:
+        """h of the negative spikes (1 unless set)."""
+        return 1.0 if self.negative_threshold is None else self.negative_threshold
 
     def resolved_device(self) -> Any:
         """The ``torch.device`` to run on (``auto`` becomes CUDA when available)."""
@@ -342,6 +453,8 @@ class Config:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
     return value.value if isinstance(value, enum.Enum) else value
 
 
@@ -364,15 +477,22 @@ def _coerce(name: str, value: Any) -> Any:
         elif kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError
+        elif kind is tuple:
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            value = tuple(value)
         elif not isinstance(value, kind):
             raise TypeError
     except (TypeError, ValueError):
         if issubclass(kind, enum.Enum):
             expected = f"one of {[m.value for m in kind]}"
         else:
-            expected = {bool: "true or false", float: "a number", int: "an integer"}.get(
-                kind, kind.__name__
-            )
+            expected = {
+                bool: "true or false",
+                float: "a number",
+                int: "an integer",
+                tuple: "a list of option names",
+            }.get(kind, kind.__name__)
         raise ConfigError(f"{name} must be {expected}, got {value!r}") from None
     problem = option.check(value) if option.check is not None else None
     if problem:

@@ -20,12 +20,14 @@ from tqdm.auto import tqdm
 
 from snnconv.config import Config
 from snnconv.data.registry import data_source
-from snnconv.errors import DataError
+from snnconv.errors import ConfigError, DataError
 from snnconv.ir import SPIKING_OPS, Graph, Node
 from snnconv.metrics.diagnostics import LayerDiagnostics, spike_rates
 from snnconv.metrics.operations import OperationCounts, count_operations
 from snnconv.network import SpikingNetwork
+from snnconv.passes.calibrate import iterate_batches
 from snnconv.results import EvaluationResult
+from snnconv.sim.early_exit import ExitRule, run_early_exit, trace, tune_exit_rule
 from snnconv.sim.memory import check_memory, estimate_memory
 from snnconv.sim.reference import run_graph
 from snnconv.sim.simulator import BatchResult, Simulator, default_chunk
@@ -294,8 +296,10 @@ def run_evaluation(
     progress: bool = False,
     record_spikes: bool = True,
     diagnostics: bool = False,
+    calibration: object = None,
 ) -> EvaluationResult:
-    """Evaluate a converted network (see :func:`snnconv.evaluate`)."""
+    """Evaluate a converted network (see :func:`snnconv.evaluate`); ``calibration`` tunes
+    the early exit's rule where it is on and not given."""
     counts, labels_checked = _prepare(network, data, timesteps, config, record_spikes)
     device = config.resolved_device()
     fan_outs = {s.name: s.fan_out for s in counts.sources} if counts is not None else {}
@@ -332,10 +336,70 @@ def run_evaluation(
     bar.close()
     if accuracy.samples == 0:
         raise DataError("evaluation data is empty: pass at least one labelled sample")
-    return _result(
-        network, data, config, timesteps, accuracy, events, diag, counts,
-        seconds=time.perf_counter() - start,
+    seconds = time.perf_counter() - start
+    result = _result(
+        network, data, config, timesteps, accuracy, events, diag, counts, seconds=seconds
     )  # fmt: skip
+    if config.early_exit:
+        result.early_exit = _early_exit(sim, data, timesteps, config, calibration, counts)
+    return result
+
+
+def _exit_rule(sim: Simulator, timesteps: int, config: Config, calibration: object) -> ExitRule:
+    """The configured rule, or one tuned on (up to 1,000 of) the calibration inputs."""
+    if config.exit_patience is not None and config.exit_margin is not None:
+        return ExitRule(config.exit_patience, config.exit_margin)
+    if calibration is None:
+        raise ConfigError(
+            "early exit needs its rule: give exit_patience and exit_margin, or calibration "
+            "data to tune them on (evaluate(..., calibration=...))"
+        )
+    x = torch.cat([b for b, _ in zip(iterate_batches(calibration, 1000), range(1), strict=False)])
+    classes, margins = trace(sim, x[:1000], timesteps)
+    tuned = tune_exit_rule(classes, margins)
+    return ExitRule(
+        config.exit_patience if config.exit_patience is not None else tuned.patience,
+        config.exit_margin if config.exit_margin is not None else tuned.margin,
+    )
+
+
+def _early_exit(
+    sim: Simulator,
+    data: object,
+    timesteps: int,
+    config: Config,
+    calibration: object,
+    counts: OperationCounts | None,
+) -> dict[str, Any]:
+    """The second simulation, each sample until it exits: ``results.json``'s ``early_exit``."""
+    rule = _exit_rule(sim, timesteps, config, calibration)
+    start = time.perf_counter()
+    steps, correct1, correct5, sops = [], 0, 0, 0.0
+    for index, (x, y) in enumerate(labelled_batches(data, config.batch_size)):
+        batch = run_early_exit(sim, x, y, timesteps, rule, batch_index=index)
+        steps.append(batch.steps)
+        correct1 += batch.correct_top1
+        correct5 += batch.correct_top5
+        sops += sum(batch.sops.values())
+    seconds = time.perf_counter() - start
+    exits = torch.cat(steps)
+    n = exits.numel()
+    input_macs = float(counts.input_macs_total) if counts is not None else 0.0
+    return {
+        "criterion": {
+            "patience": rule.patience,
+            "margin": rule.margin,
+            "rule": "top-1 unchanged for `patience` steps and top-1 - top-2 accumulated "
+            "readout >= `margin`",
+            "tuned": config.exit_patience is None or config.exit_margin is None,
+        },
+        "mean_steps": float(exits.double().mean()),
+        "steps_histogram": torch.bincount(exits - 1, minlength=timesteps).tolist(),
+        "top1": correct1 / n,
+        "top5": correct5 / n,
+        "ops_per_sample": input_macs + sops / n if counts is not None else None,
+        "seconds": seconds,
+    }
 
 
 def _result(
@@ -379,6 +443,7 @@ def _result(
         calibration=dict(info.get("calibration", {})),
         data_source=data_source(data),
         model_weights=info.get("model_weights"),
+        low_latency=info.get("low_latency"),
         layers=layers,
         warnings=[*info.get("warnings", []), *_dead_layer_warnings(layers, timesteps, n)],
         ann_macs=as_floats(counts.ann_macs) if counts else {},

@@ -52,6 +52,11 @@ class EvaluationResult:
         model, dataset: Names, for the record.
         calibration: {dataset, split, num_samples, seed, source} of the
             normalization data.
+        early_exit: The simulation with per-sample early exit (criterion, mean
+            steps, steps histogram, top-1, top-5, operations per sample, seconds),
+            or None.
+        low_latency: What ``target_timesteps`` chose (each technique and its
+            parameters, the candidates tried, the calibration time), or None.
         model_weights: The weights file of a ``MODULE:FACTORY`` model,
             ``"random"`` when it ran untrained on purpose (``--random-weights``),
             None where the model file holds them.
@@ -89,6 +94,8 @@ class EvaluationResult:
     calibration: dict[str, Any] = field(default_factory=dict)
     data_source: str | None = None
     model_weights: str | None = None
+    low_latency: dict[str, Any] | None = None
+    early_exit: dict[str, Any] | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     ann_macs: dict[str, float] = field(default_factory=dict)
@@ -162,6 +169,7 @@ class EvaluationResult:
             "num_samples": self.num_samples,
             "config": self.config,
             "calibration": self.calibration,
+            "conversion": {"low_latency": self.low_latency},
             "ann": ann,
             "snn": snn,
             "timing": {
@@ -171,6 +179,7 @@ class EvaluationResult:
             },
             "layers": self.layers,
             "warnings": self.warnings,
+            "early_exit": self.early_exit,
         }
         if self.ann_macs:
             ann.update(

@@ -143,7 +143,16 @@ def _convert(args: argparse.Namespace, model: Any, config: Config) -> Any:
         if "embedded sample" not in w:
             print(f"warning: {w}", file=sys.stderr)
     info["warnings"] = warnings
-    return snnconv.convert(model, calibration, config, progress=_progress(args), info=info)
+    network = snnconv.convert(model, calibration, config, progress=_progress(args), info=info)
+    chosen = network.info.get("low_latency")
+    if chosen is not None:
+        best = next(c for c in chosen["candidates"] if c["name"] == chosen["chosen"])
+        print(
+            f"low latency at T={chosen['target_timesteps']}: {chosen['chosen']} (agreement "
+            f"with the ANN {100 * best['agreement']:.1f} % on held-out calibration samples; "
+            f"{len(chosen['candidates'])} candidates tried in {chosen['seconds']:.1f} s)"
+        )
+    return network
 
 
 def _resimulated(args: argparse.Namespace, network: Any) -> tuple[Any, Config]:
@@ -183,8 +192,17 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
             f"samples: they run as one batch of {len(data):,}",
             file=sys.stderr,
         )
+    calibration = None
+    if config.early_exit and (config.exit_patience is None or config.exit_margin is None):
+        calibration, _ = _calibration(args, config, [])
     result = snnconv.evaluate(
-        network, data, args.timesteps, config, progress=_progress(args), diagnostics=True
+        network,
+        data,
+        args.timesteps,
+        config,
+        progress=_progress(args),
+        diagnostics=True,
+        calibration=calibration,
     )
     result.warnings += [w for w in warnings if w not in result.warnings]
     result.dataset = dataset_name(args.dataset)
@@ -195,6 +213,13 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
         f"{result.num_samples} samples, T={result.timesteps}, {result.seconds:.1f} s "
         f"on {result.device}"
     )
+    if result.early_exit is not None:
+        e = result.early_exit
+        print(
+            f"early exit (patience {e['criterion']['patience']}, margin "
+            f"{e['criterion']['margin']:.3g}): top-1 {100 * e['top1']:.2f}% after "
+            f"{e['mean_steps']:.1f} steps on average, {e['seconds']:.1f} s"
+        )
     return result
 
 
@@ -262,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             network, config = _resimulated(args, model)
         else:
             network = _convert(args, model, config)
+            config = network.config  # with the techniques --target-timesteps chose
         result = _evaluate(args, network, config) if evaluating else None
         _write_run(args, out, network, result)
     return EXIT_OK

@@ -137,7 +137,9 @@ def write_config_file(
     import tomli_w
 
     document = {
-        "config": {k: v for k, v in config.to_dict().items() if v is not None},
+        "config": {  # not `keep`: the command line fills it with the options given
+            k: v for k, v in config.to_dict().items() if v is not None and k != "keep"
+        },
         "run": run_options(args, parser),
     }
     path = directory / CONFIG_FILE

@@ -81,7 +81,7 @@ def add_config_options(parser: argparse.ArgumentParser, groups: tuple[str, ...])
     made: dict[str, Any] = {}
     for field in dataclasses.fields(Config):
         option = Config.option(field.name)
-        if option.group not in groups:
+        if option.group not in groups or option.flag == "-":
             continue
         if option.group not in made:
             made[option.group] = parser.add_argument_group(option.group)
@@ -232,8 +232,12 @@ def given(args: argparse.Namespace, names: tuple[str, ...] | None = None) -> dic
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    """The Config of the options given; the others keep their defaults."""
-    return Config(**given(args))
+    """The Config of the options given; the others keep their defaults. With
+    ``--target-timesteps`` the options given are kept as they are (``Config.keep``)."""
+    options = given(args)
+    if options.get("target_timesteps") is not None:
+        options["keep"] = tuple(name for name in options if name != "target_timesteps")
+    return Config(**options)
 
 
 def apply_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -171,6 +171,20 @@ class _Writer:
         else:
             self.add(node, self.nir.Affine(weight=weight, bias=_np(op.bias)))
 
+    def _fold_bias_offset(self, node: Node, offset: torch.Tensor) -> None:
+        """The bias calibration's extra current, folded into the bias of the Conv2d or
+        Affine that feeds the IF layer directly (exact); refused otherwise."""
+        upstream, _ = self.value[node.inputs[0]]
+        written: Any = self.nodes.get(upstream)
+        if getattr(written, "bias", None) is None or written.bias.size != offset.numel():
+            raise _unsupported(
+                node,
+                "IFNeuron(bias_offset) (bias calibration)",
+                "its extra current can be folded only into a Conv2d or Linear with a bias "
+                "feeding it directly; convert without bias_calibration to export",
+            )
+        written.bias = (written.bias + _np(offset).reshape(written.bias.shape)).astype(np.float32)
+
     def neuron(self, node: Node, op: IFNeuron) -> None:
         if self.pending(node) != 1.0:
             raise _unsupported(
@@ -184,6 +198,13 @@ class _Writer:
                 "clamp_steps=0 and v_init=0, or export with the substitute "
                 "'drop-initial-state'",
             )
+        if op.v_offset is not None and NirSubstitute.DROP_INITIAL_STATE not in self.subs:
+            raise _unsupported(
+                node,
+                "IFNeuron(v_offset) (potential calibration)",
+                "NIR has no initial membrane potential; convert without "
+                "potential_calibration, or export with the substitute 'drop-initial-state'",
+            )
         if op.negative_spikes:
             raise _unsupported(
                 node,
@@ -191,6 +212,8 @@ class _Writer:
                 "NIR's IF neuron fires only positive spikes; convert with "
                 "negative_spikes=False to export",
             )
+        if op.bias_offset is not None:
+            self._fold_bias_offset(node, op.bias_offset)
         shape = self.shape(node.name)
         ones = np.ones(shape, dtype=np.float32)
         metadata = {

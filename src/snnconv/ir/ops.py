@@ -291,10 +291,22 @@ class IFNeuron(Op):
     spikes): the toolbox's remedy for transient errors in deep networks.
 
     With ``negative_spikes`` (reset by subtraction only) a neuron whose net
-    spike count c is positive also emits a −1 spike when V ≤ −θ, and then
-    V ← V + θ. Since θ·c + V − V(0) is the integrated input X at every step,
-    c stays within one spike of max(0, X/θ): spikes fired early by a transient
-    are taken back when the input turns out lower, instead of staying counted.
+    spike count c is positive also emits a −1 spike when V < 0 and
+    V ≤ −h·θ (h = ``negative_threshold``), and then V ← V + θ. Since
+    θ·c + V − V(0) is the integrated input X at every step, c stays within one
+    spike of max(0, (X + V(0))/θ): spikes fired early by a transient are taken
+    back when the input turns out lower, instead of staying counted. With
+    h = 0 the count is exactly max(0, ⌊(X + V(0))/θ⌋) after every step (the
+    T-step quantized ReLU the rate code stands for, rounded when V(0) = θ/2),
+    as long as the input stays below θ per step, at the cost of more events
+    where the input hovers around a multiple of θ; h = 1 (the default) fires
+    fewer events and may keep one spike too many.
+
+    ``v_offset`` (optional, one value per channel, in units of θ) is added to
+    V(0): the membrane-potential calibration. ``bias_offset`` (optional, one
+    value per channel) is added to the input current at every step: the bias
+    calibration. Both act on the spiking network only: :meth:`apply` (the ANN)
+    ignores them, so the ANN stays the converted model.
     """
 
     threshold: float = 1.0
@@ -303,10 +315,15 @@ class IFNeuron(Op):
     max_value: float | None = None
     hold_steps: int = 0
     negative_spikes: bool = False
+    negative_threshold: float = 1.0
+    v_offset: Tensor | None = None
+    bias_offset: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not (self.threshold > 0 and math.isfinite(self.threshold)):
             raise ValueError(f"IFNeuron threshold must be positive, got {self.threshold}")
+        if not 0 <= self.negative_threshold <= 1:
+            raise ValueError(f"negative_threshold must be in [0, 1], got {self.negative_threshold}")
         if self.hold_steps < 0:
             raise ValueError(f"hold_steps must be >= 0, got {self.hold_steps}")
         if self.negative_spikes and self.reset is not ResetMode.SUBTRACT:

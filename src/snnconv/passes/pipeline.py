@@ -30,7 +30,9 @@ from snnconv.passes.calibrate import (
     collect_activation_stats,
     max_pooled_layers,
 )
+from snnconv.passes.current_calibration import CalibrateCurrents, CurrentCalibration
 from snnconv.passes.fold_batchnorm import fold_batchnorm
+from snnconv.passes.low_latency import TuneLowLatency, tune
 from snnconv.passes.normalize import normalize
 from snnconv.passes.shapes import infer_shapes
 from snnconv.passes.simplify import (
@@ -39,11 +41,13 @@ from snnconv.passes.simplify import (
     remove_output_softmax,
     replace_maxpool,
 )
+from snnconv.passes.threshold_search import SearchThresholds
 from snnconv.passes.to_spiking import respike
 
 __all__ = [
     "DEFAULT_PIPELINE",
     "CollectStatistics",
+    "Conversion",
     "Pass",
     "PassError",
     "build_flow",
@@ -51,6 +55,7 @@ __all__ = [
     "describe",
     "prepare_ann",
     "run_passes",
+    "spiking_passes",
     "structural_passes",
 ]
 
@@ -175,6 +180,9 @@ def build_flow(
 ) -> list[Pass]:
     """Every pass of a conversion with ``config``, in order.
 
+    With ``config.target_timesteps`` the passes after the statistics are chosen by
+    :func:`~snnconv.passes.low_latency.tune`, listed as one step.
+
     Args:
         config: The options.
         calibration: The calibration data (only needed to run the flow, not to list it).
@@ -189,7 +197,23 @@ def build_flow(
         device,
         progress,
     )
-    return [*structural_passes(config), measure, normalize_by_statistics, ToSpiking(config)]
+    if config.target_timesteps is not None:
+        return [*structural_passes(config), measure, TuneLowLatency.of(config)]
+    return [*structural_passes(config), measure, *spiking_passes(config, calibration, device)]
+
+
+def spiking_passes(config: Config, calibration: object = None, device: Any = "cpu") -> list[Pass]:
+    """From the statistics to the spiking graph: [threshold search], normalization, the
+    spiking layers, [bias or potential calibration]."""
+    passes: list[Pass] = []
+    timesteps = config.target_timesteps
+    if config.threshold_search and timesteps is not None:
+        passes.append(SearchThresholds(calibration, timesteps, config.batch_size, device))
+    passes += [normalize_by_statistics, ToSpiking(config)]
+    if timesteps is not None and (config.bias_calibration or config.potential_calibration):
+        mode = CurrentCalibration.BIAS if config.bias_calibration else CurrentCalibration.POTENTIAL
+        passes.append(CalibrateCurrents(calibration, timesteps, mode, device=device))
+    return passes
 
 
 def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
@@ -219,6 +243,18 @@ def statistics(graph: Graph) -> dict[str, LayerStats]:
     return {n.name: n.meta["stats"] for n in graph.nodes if "stats" in n.meta}
 
 
+@dataclass
+class Conversion:
+    """What a conversion gives: the spiking graph, the statistics it used (taken out of
+    the graph, whose node metadata keep only what the saved format holds), the options
+    it used (with ``target_timesteps``: those chosen), and the record of that choice."""
+
+    graph: Graph
+    stats: dict[str, LayerStats]
+    config: Config
+    low_latency: dict[str, Any] | None = None
+
+
 def convert_graph(
     graph: Graph,
     calibration: object,
@@ -226,13 +262,22 @@ def convert_graph(
     *,
     device: Any = "cpu",
     progress: bool = False,
-) -> tuple[Graph, dict[str, LayerStats]]:
-    """Run the flow; return the spiking graph and the statistics it used (taken out of the
-    graph, whose node metadata keep only what the saved format holds)."""
-    spiking = run_passes(graph, build_flow(config, calibration, device=device, progress=progress))
+) -> Conversion:
+    """Run the flow (:func:`build_flow`) on an imported graph."""
+    flow = build_flow(config, calibration, device=device, progress=progress)
+    record = None
+    if isinstance(flow[-1], TuneLowLatency):
+        measured = run_passes(graph, flow[:-1])
+
+        def finish(g: Graph, c: Config) -> Graph:
+            return run_passes(g, [normalize_by_statistics, ToSpiking(c)])
+
+        spiking, config, record = tune(measured, calibration, config, finish, device=device)
+    else:
+        spiking = run_passes(graph, flow)
     stats = statistics(spiking)
     nodes = [
         dataclasses.replace(n, meta={k: v for k, v in n.meta.items() if k != "stats"})
         for n in spiking.nodes
     ]
-    return spiking.replace_nodes(nodes), stats
+    return Conversion(spiking.replace_nodes(nodes), stats, config, record)

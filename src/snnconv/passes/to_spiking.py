@@ -52,6 +52,7 @@ def to_spiking(
     rate_decay: float = _DEFAULTS.rate_decay,
     binary_threshold: float | None = _DEFAULTS.binary_threshold,
     negative_spikes: bool = _DEFAULTS.negative_spikes,
+    negative_threshold: float = 1.0,
 ) -> Graph:
     """Turn every ReLU into an :class:`IFNeuron` layer (and every binary activation into
     a :class:`BinaryNeuron` layer) with the given dynamics.
@@ -75,7 +76,17 @@ def to_spiking(
         hold = hold_per_depth * depth[n.name]
         if isinstance(op, (ReLU, IFNeuron)):
             theta = op.threshold if isinstance(op, IFNeuron) else threshold
-            neuron = IFNeuron(theta, reset, v_init, op.max_value, hold, negative_spikes)
+            neuron = IFNeuron(
+                threshold=theta,
+                reset=reset,
+                v_init=v_init,
+                max_value=op.max_value,
+                hold_steps=hold,
+                negative_spikes=negative_spikes,
+                negative_threshold=negative_threshold,
+                v_offset=op.v_offset if isinstance(op, IFNeuron) else None,
+                bias_offset=op.bias_offset if isinstance(op, IFNeuron) else None,
+            )
             n = dataclasses.replace(n, op=neuron)
         elif isinstance(op, (BinaryActivation, BinaryNeuron)):
             own = op.threshold if isinstance(op, BinaryNeuron) else None
@@ -104,4 +115,5 @@ def respike(graph: Graph, config: Config) -> Graph:
         rate_decay=config.rate_decay,
         binary_threshold=config.binary_threshold,
         negative_spikes=config.negative_spikes,
+        negative_threshold=config.resolved_negative_threshold,
     )

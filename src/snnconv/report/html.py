@@ -224,6 +224,39 @@ def _layers(doc: dict[str, Any]) -> str:
     return _table(header, rows, names=2)
 
 
+def _low_latency(record: dict[str, Any]) -> str:
+    """What --target-timesteps chose, and the candidates it compared."""
+    chosen = ", ".join(f"{k} = {v}" for k, v in record["techniques"].items())
+    rows = [
+        [c["name"], _pct(c["agreement"]), _num(c["events_per_sample"], 0)]
+        for c in record["candidates"]
+    ]
+    intro = (
+        f"<p>Tuned for T = {record['target_timesteps']} in {_num(record['seconds'], 3)} s on "
+        f"the calibration data: <b>{_esc(record['chosen'])}</b> ({_esc(chosen)}). Agreement "
+        "with the ANN at step T on the held-out half of the calibration samples:</p>"
+    )
+    return intro + _table(["candidate", "agreement", "events per sample"], rows)
+
+
+def _early_exit(run: dict[str, Any], doc: dict[str, Any]) -> str:
+    """The early-exit simulation against the full run."""
+    criterion = run["criterion"]
+    macs = (doc.get("ann") or {}).get("macs_per_sample")
+    ops = run.get("ops_per_sample")
+    tuned = " (tuned on the calibration data)" if criterion["tuned"] else ""
+    rule = f"{criterion['rule']}: patience {criterion['patience']}, margin "
+    ratio = f" ({_num(ops / macs)}× the ANN's MACs)" if ops and macs else ""
+    rows = [
+        ["rule", rule + _num(criterion["margin"]) + tuned],
+        ["top-1 / top-5", f"{_pct(run['top1'])} / {_pct(run['top5'])}"],
+        ["mean steps", f"{_num(run['mean_steps'])} of {doc['snn']['timesteps']}"],
+        ["operations per sample", _num(ops, 0) + ratio],
+        ["simulation time", f"{_num(run['seconds'])} s"],
+    ]
+    return _pairs(rows)
+
+
 def _config(doc: dict[str, Any]) -> str:
     config = doc.get("config") or {}
     rows = [[_esc(k), _esc(v)] for k, v in config.items()]
@@ -270,6 +303,11 @@ def build_report(document: dict[str, Any], arrays: dict[str, Tensor]) -> str:
     parts += ["<h2>Summary</h2>", _summary(document)]
     parts += ["<h2>Accuracy</h2>", _accuracy(document)]
     parts += ["<h2>Operations and energy</h2>", _operations(document)]
+    low_latency = (document.get("conversion") or {}).get("low_latency")
+    if low_latency:
+        parts += ["<h2>Low latency</h2>", _low_latency(low_latency)]
+    if document.get("early_exit"):
+        parts += ["<h2>Early exit</h2>", _early_exit(document["early_exit"], document)]
     parts.append("<h2>Figures</h2>")
     for caption, png in figures.items():
         data = base64.b64encode(png).decode("ascii")

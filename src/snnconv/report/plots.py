@@ -98,7 +98,7 @@ def error_vs_operations(document: dict[str, Any]) -> bytes | None:
     errors = [100 * (1 - a) for a in snn["top1"]]
     macs = float(ann["macs_per_sample"])
     ann_error = 100 * (1 - ann["top1"])
-    fig = _figure(7, 4)
+    fig = _figure(9.5, 4)
     ax = fig.add_subplot()
     ax.plot(ops, errors, color="C0", label="SNN (input MACs + cumulative SOPs)")
     ax.plot([macs], [ann_error], "o", color="C3", markersize=8, label="ANN (MACs)")
@@ -106,6 +106,32 @@ def error_vs_operations(document: dict[str, Any]) -> bytes | None:
     for fraction in (0.5, 1.0):
         ax.axvline(fraction * macs, color="C3", alpha=0.35, linestyle="--")
     marks = document.get("milestones") or {}
+    _milestone_marks(ax, marks)
+    exit_run = document.get("early_exit")
+    if exit_run and exit_run.get("ops_per_sample"):
+        ax.plot(
+            [exit_run["ops_per_sample"]],
+            [100 * (1 - exit_run["top1"])],
+            "*",
+            color="C4",
+            markersize=12,
+            label=f"early exit: {exit_run['mean_steps']:.1f} steps on average",
+        )
+    ax.set_xscale("log")
+    positive = [o for o in ops if o > 0] + [macs]
+    ax.set_xlim(min(positive) * 0.8, max(max(ops), macs) * 1.25)
+    ax.set_ylim(max(0.0, min(min(errors), ann_error) - 2), min(100.0, max(errors) + 2))
+    ax.set_xlabel("operations per sample (SNN: input MACs + SOPs; ANN: MACs)")
+    ax.set_ylabel("top-1 error (%)")
+    ax.set_title("Error vs operations")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(loc="outside right center", fontsize="small")
+    return _png(fig)
+
+
+def _milestone_marks(ax: Any, marks: dict[str, Any]) -> None:
+    """The first step within 1 point of the ANN, and the best errors at 0.5× and 1× its
+    operations."""
     point = (marks.get("within") or {}).get("1")
     if point:
         ax.plot(
@@ -115,16 +141,16 @@ def error_vs_operations(document: dict[str, Any]) -> bytes | None:
             color="C2",
             label=f"within 1 point: t={point['step']}, {point['ops_ratio']:.2f}× ANN ops",
         )
-    ax.set_xscale("log")
-    positive = [o for o in ops if o > 0] + [macs]
-    ax.set_xlim(min(positive) * 0.8, max(max(ops), macs) * 1.25)
-    ax.set_ylim(max(0.0, min(min(errors), ann_error) - 2), min(100.0, ann_error + 25))
-    ax.set_xlabel("operations per sample (SNN: input MACs + SOPs; ANN: MACs)")
-    ax.set_ylabel("top-1 error (%)")
-    ax.set_title("Error vs operations")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
-    return _png(fig)
+    for share, symbol in (("0.5", "v"), ("1", "^")):
+        best = (marks.get("best_at_ann_ops") or {}).get(share)
+        if best:
+            ax.plot(
+                [best["ops"]],
+                [100 * best["error"]],
+                symbol,
+                color="C1",
+                label=f"best at ≤ {share}× ANN ops: {100 * best['error']:.1f}% (t={best['step']})",
+            )
 
 
 def layer_diagnostics(document: dict[str, Any]) -> bytes | None:
@@ -138,12 +164,13 @@ def layer_diagnostics(document: dict[str, Any]) -> bytes | None:
     top, bottom = fig.subplots(2, 1, sharex=True)
     corr = [layer.get("correlation") for layer in layers]
     if any(c is not None for c in corr):
-        values = [c if c is not None and math.isfinite(c) else 0.0 for c in corr]
-        top.bar(x, values, color="C0")
-        top.axhline(1.0, color="0.5", linewidth=0.8)
-        top.set_ylim(min(0.0, min(values)), 1.05)
-        top.set_ylabel("Pearson r")
-        top.set_title("Rate vs normalized ANN activation, per layer")
+        # 1 − r on a log scale: 0.98 and 0.998 are a decade apart, not the same bar
+        gaps = [max(1.0 - c, 1e-4) if c is not None and math.isfinite(c) else 1.0 for c in corr]
+        top.bar(x, gaps, color="C0")
+        top.set_yscale("log")
+        top.set_ylim(1e-4 / 1.5, 2.0)
+        top.set_ylabel("1 − Pearson r")
+        top.set_title("Rate vs normalized ANN activation, per layer (lower is better)")
     else:
         top.text(0.5, 0.5, "no diagnostics recorded", ha="center", transform=top.transAxes)
     width = 0.28

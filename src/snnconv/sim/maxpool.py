@@ -58,6 +58,13 @@ class MaxPoolGate:
         window = op.window if op.estimator is RateEstimator.MOVING_AVERAGE else 0
         self.history = torch.zeros((window, *input_shape), device=device)
 
+    def select(self, keep: Tensor) -> None:
+        """Keep only the samples ``keep`` (indices into the batch)."""
+        self.estimate = self.estimate[keep]
+        self.history = self.history[:, keep]
+        if self.lead is not None:
+            self.lead = self.lead[keep]
+
     def _update(self, s: Tensor) -> None:
         op = self.op
         if op.estimator is RateEstimator.COUNT:

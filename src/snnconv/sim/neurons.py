@@ -34,15 +34,19 @@ def if_step_subtract(v: Tensor, z: Tensor, threshold: float, spikes: Tensor) -> 
     v.sub_(spikes, alpha=threshold)
 
 
-def if_step_signed(v: Tensor, z: Tensor, threshold: float, spikes: Tensor, count: Tensor) -> None:
+def if_step_signed(
+    v: Tensor, z: Tensor, threshold: float, spikes: Tensor, count: Tensor, margin: float = 1.0
+) -> None:
     """One IF step with negative spikes (reset by subtraction).
 
-    V ← V + z; s = [V ≥ θ] − [V ≤ −θ and c > 0]; V ← V − θ·s; c ← c + s, where
-    c is the neuron's net spike count so far (updated in place).
+    V ← V + z; s = [V ≥ θ] − [V < 0 and V ≤ −h·θ and c > 0]; V ← V − θ·s;
+    c ← c + s, where c is the neuron's net spike count so far (updated in
+    place) and h = ``margin`` in [0, 1].
     """
     v.add_(z)
     torch.ge(v, threshold, out=spikes)
-    spikes.sub_(torch.le(v, -threshold).logical_and_(count > 0).to(spikes.dtype))
+    below = torch.le(v, -margin * threshold) if margin > 0 else torch.lt(v, 0)
+    spikes.sub_(below.logical_and_(count > 0).to(spikes.dtype))
     v.sub_(spikes, alpha=threshold)
     count.add_(spikes)
 
@@ -88,8 +92,9 @@ class IFParams(NamedTuple):
         threshold: θ.
         reset: Reset rule after a spike.
         two_sided: Sign units: also a −1 spike at V ≤ −θ (see :func:`sign_step_subtract`).
-        signed: IF neurons with negative spikes: a −1 spike at V ≤ −θ only while the
+        signed: IF neurons with negative spikes: a −1 spike at V ≤ −h·θ only while the
             net count is positive (see :func:`if_step_signed`).
+        margin: h of the negative spikes, in [0, 1].
         held: How many of the first steps the membrane is held (no integration, no
             spike): the membrane clamp.
     """
@@ -99,6 +104,7 @@ class IFParams(NamedTuple):
     two_sided: bool = False
     signed: bool = False
     held: int = 0
+    margin: float = 1.0
 
     @classmethod
     def of(cls, op: IFNeuron | BinaryNeuron) -> IFParams:
@@ -106,7 +112,13 @@ class IFParams(NamedTuple):
         if isinstance(op, BinaryNeuron):
             sign = op.function is BinaryKind.SIGN
             return cls(op.threshold, op.reset, two_sided=sign, held=op.hold_steps)
-        return cls(op.threshold, op.reset, signed=op.negative_spikes, held=op.hold_steps)
+        return cls(
+            op.threshold,
+            op.reset,
+            signed=op.negative_spikes,
+            held=op.hold_steps,
+            margin=op.negative_threshold,
+        )
 
     @property
     def bipolar(self) -> bool:
@@ -121,13 +133,30 @@ class IFState:
 
     v: Tensor
     count: Tensor | None = None
+    #: An extra input current per channel at every step (the bias calibration), shaped
+    #: to broadcast over ``v``; None for none.
+    offset: Tensor | None = None
+
+    def select(self, keep: Tensor) -> None:
+        """Keep only the samples ``keep`` (indices into the batch)."""
+        self.v = self.v[keep]
+        if self.count is not None:
+            self.count = self.count[keep]
 
     @classmethod
     def initial(cls, op: IFNeuron | BinaryNeuron, shape: tuple[int, ...], device: Any) -> IFState:
-        """V(0) = v_init·θ; net counts zero where the units have negative spikes."""
+        """V(0) = (v_init + v_offset)·θ (the offset per channel, where calibrated); net counts
+        zero where the units have negative spikes."""
         v = torch.full(shape, op.v_init * op.threshold, device=device)
+        offset = op.v_offset if isinstance(op, IFNeuron) else None
+        if offset is not None:
+            view = (1, -1) + (1,) * (len(shape) - 2)
+            v += (offset.to(v.device) * op.threshold).reshape(view)
         signed = isinstance(op, IFNeuron) and op.negative_spikes
-        return cls(v, torch.zeros_like(v) if signed else None)
+        current = op.bias_offset if isinstance(op, IFNeuron) else None
+        if current is not None:
+            current = current.to(v.device).reshape((1, -1) + (1,) * (len(shape) - 2))
+        return cls(v, torch.zeros_like(v) if signed else None, current)
 
 
 def if_scan(
@@ -152,10 +181,12 @@ def if_scan(
         start: The step the scan starts at (the held steps are counted from 0).
     """
     v = state.v
+    if state.offset is not None:
+        z = z + state.offset
     if params.signed:
         if state.count is None:
             raise ValueError("IF units with negative spikes need their net counts (IFState.count)")
-        step: StepFn = partial(if_step_signed, count=state.count)
+        step: StepFn = partial(if_step_signed, count=state.count, margin=params.margin)
     else:
         step = (SIGN_STEP_FUNCTIONS if params.two_sided else STEP_FUNCTIONS)[params.reset]
     spikes = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)

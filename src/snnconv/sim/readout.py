@@ -56,6 +56,15 @@ class ReadoutScan:
         self.counts = torch.zeros((batch, classes), device=device)
         self._spikes = torch.empty_like(self.v)
 
+    def select(self, keep: Tensor) -> None:
+        """Keep only the samples ``keep`` (indices into the batch)."""
+        self.potential, self.v, self.counts = (
+            self.potential[keep],
+            self.v[keep],
+            self.counts[keep],
+        )
+        self._spikes = torch.empty_like(self.v)
+
     def scan(self, current: Tensor) -> Tensor:
         """Scores ``[k, B, C]`` after each of the ``k`` steps whose output currents are
         ``current`` ``[k, B, C]``."""

@@ -49,6 +49,7 @@ from snnconv.sim.maxpool import MaxPoolGate
 from snnconv.sim.neurons import IFParams, IFState, if_scan
 from snnconv.sim.readout import ReadoutScan
 from snnconv.sim.reference import check_input, last_uses
+from snnconv.sim.state import BatchState, Tally
 
 #: Default steps per chunk by device type, chosen by ``benchmarks/bench_sim.py``.
 DEFAULT_CHUNK: dict[str, int] = {"cpu": 1, "cuda": 16}
@@ -121,56 +122,6 @@ class BatchResult:
     sops: dict[str, Tensor] = field(default_factory=dict)
     events: dict[str, Tensor] = field(default_factory=dict)
     predictions: Tensor | None = None
-
-
-@dataclass
-class _Tally:
-    """What one batch's simulation counts per step (``[T]`` each) and per neuron."""
-
-    correct1: Tensor
-    correct5: Tensor
-    #: Spikes (events) per spiking layer.
-    spikes: dict[str, Tensor]
-    #: Events of the other spike sources (gates, Poisson input) with a fan-out map.
-    events: dict[str, Tensor]
-    #: Synaptic operations per source with a fan-out map (float64).
-    sops: dict[str, Tensor]
-    #: Spikes of each neuron over all steps, per spiking layer (with ``record_rates``).
-    totals: dict[str, Tensor]
-
-    @classmethod
-    def zeros(
-        cls,
-        timesteps: int,
-        layers: list[str],
-        sources: list[str],
-        counted: list[str],
-        shapes: dict[str, Tensor],
-        device: torch.device,
-    ) -> _Tally:
-        def steps(dtype: torch.dtype = torch.float32) -> Tensor:
-            return torch.zeros(timesteps, dtype=dtype, device=device)
-
-        return cls(
-            steps(torch.int64),
-            steps(torch.int64),
-            {name: steps() for name in layers},
-            {name: steps() for name in sources},
-            {name: steps(torch.float64) for name in counted},
-            {name: torch.zeros_like(v) for name, v in shapes.items()},
-        )
-
-
-@dataclass
-class _BatchState:
-    """Everything a batch's simulation carries from one chunk to the next."""
-
-    x: Tensor
-    static: dict[str, Tensor]
-    neurons: dict[str, IFState]
-    gates: dict[str, MaxPoolGate]
-    readout: ReadoutScan
-    tally: _Tally
 
 
 class Simulator:
@@ -299,15 +250,12 @@ class Simulator:
         x = x.to(self.device, torch.float32)
         y = y.to(self.device)
         self.generator.manual_seed(hash((self.seed, batch_index)) & 0xFFFF_FFFF_FFFF)
-        state = self._start(x, timesteps, record_spikes, record_rates)
-        out = self.graph.output_node
+        state = self.start_batch(x, timesteps, record_spikes, record_rates)
         tally = state.tally
         ranks = torch.zeros((1, x.shape[0], 1), dtype=torch.int64, device=self.device)
         for start in range(0, timesteps, self.chunk):
             k = min(self.chunk, timesteps - start)
-            values = self._chunk(state, k, start)
-            current = self._block(out.name, values, state.static, k)
-            scores = state.readout.scan(current.reshape(k, x.shape[0], -1))
+            scores = self.scores(state, k, start)
             ranks = scores.topk(min(5, scores.shape[-1]), dim=-1).indices
             hits = ranks == y.view(1, -1, 1)
             tally.correct1[start : start + k] += hits[..., 0].sum(1)
@@ -323,7 +271,13 @@ class Simulator:
             ranks[-1, :, 0],
         )
 
-    def _start(self, x: Tensor, timesteps: int, spikes: bool, rates: bool) -> _BatchState:
+    def scores(self, state: BatchState, k: int, start: int) -> Tensor:
+        """Advance the batch by ``k`` steps; the readout's class scores ``[k, B, C]``."""
+        values = self.advance(state, k, start)
+        current = self._block(self.graph.output, values, state.static, k)
+        return state.readout.scan(current.reshape(k, state.x.shape[0], -1))
+
+    def start_batch(self, x: Tensor, timesteps: int, spikes: bool, rates: bool) -> BatchState:
         """The state of a batch at t = 0: membranes at V(0), gates and readout empty."""
         batch = x.shape[0]
         neurons = {
@@ -349,7 +303,7 @@ class Simulator:
         )
         layers = [n.name for n in self.neurons]
         counted = list(self.fan_out) if spikes else []
-        tally = _Tally.zeros(
+        tally = Tally.zeros(
             timesteps,
             layers if spikes else [],
             [name for name in counted if name not in layers],
@@ -357,7 +311,7 @@ class Simulator:
             {name: neurons[name].v for name in layers} if rates else {},
             self.device,
         )
-        return _BatchState(x, self._static_values(x), neurons, gates, readout, tally)
+        return BatchState(x, self._static_values(x), neurons, gates, readout, tally)
 
     def _static_values(self, x: Tensor) -> dict[str, Tensor]:
         """Values of the time-invariant nodes for input ``x`` (computed once per batch)."""
@@ -378,7 +332,7 @@ class Simulator:
         s = static[name]
         return s.unsqueeze(0).expand(k, *s.shape).reshape(k * s.shape[0], *s.shape[1:])
 
-    def _chunk(self, state: _BatchState, k: int, start: int) -> dict[str, Tensor]:
+    def advance(self, state: BatchState, k: int, start: int) -> dict[str, Tensor]:
         """Advance every layer by the ``k`` steps from ``start``; count each IF layer's
         spikes and each spike source's events and synaptic operations into the tally.
         Returns the blocks still live (the output's)."""
@@ -414,7 +368,7 @@ class Simulator:
         return values
 
     def _spiking(
-        self, state: _BatchState, node: Node, values: dict[str, Tensor], k: int, start: int
+        self, state: BatchState, node: Node, values: dict[str, Tensor], k: int, start: int
     ) -> Tensor:
         """Scan one spiking layer over the chunk; returns its spikes as a ``[k·B, ...]`` block."""
         neurons = state.neurons[node.name]
@@ -432,7 +386,7 @@ class Simulator:
             state.tally.totals[node.name] += spikes.sum(0)
         return spikes.reshape(k * v.shape[0], *v.shape[1:])
 
-    def _count(self, tally: _Tally, name: str, events: Tensor, k: int, start: int) -> None:
+    def _count(self, tally: Tally, name: str, events: Tensor, k: int, start: int) -> None:
         """Add ``events`` (``k`` steps of one source, batch-major within a step) to the
         step's event count and, weighted by each neuron's fan-out, to its SOP count.
 
