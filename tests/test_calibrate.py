@@ -16,12 +16,13 @@ from snnconv import ConfigError, NumericalError
 from snnconv.importers import import_torch
 from snnconv.ir import Graph, Input, Node, ReLU
 from snnconv.passes import Percentile, collect_activation_stats, prepare_ann
-from snnconv.passes.calibrate import activation_nodes
+from snnconv.passes.calibrate import CACHE_BYTES, activation_nodes
 from snnconv.sim.reference import run_graph
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-REFINE = {"bins": 4, "collect_limit": 16}  # forces several levels of the search
+#: Forces several levels of the multi-pass search (no cache of the first pass's values).
+REFINE = {"bins": 4, "collect_limit": 16, "cache_bytes": 0}
 
 
 def relu_graph(features: int) -> Graph:
@@ -84,9 +85,16 @@ def test_lambda_equals_numpy_percentile(data: str, p: float, search: str) -> Non
     bins=st.integers(2, 6),
     collect_limit=st.integers(1, 12),
     batch_size=st.integers(1, 50),
+    cached=st.booleans(),
 )
 def test_lambda_is_exact_for_any_data_property(
-    values: list[int], divisor: float, p: float, bins: int, collect_limit: int, batch_size: int
+    values: list[int],
+    divisor: float,
+    p: float,
+    bins: int,
+    collect_limit: int,
+    batch_size: int,
+    cached: bool,
 ) -> None:
     x = (torch.tensor(values, dtype=torch.float32) / divisor).reshape(-1, 1)
     stats = collect_activation_stats(
@@ -96,6 +104,7 @@ def test_lambda_is_exact_for_any_data_property(
         batch_size=batch_size,
         bins=bins,
         collect_limit=collect_limit,
+        cache_bytes=CACHE_BYTES if cached else 0,
     )
     if not bool((x > 0).any()):
         assert stats["r"].scale == 1.0 and stats["r"].positive == 0
@@ -155,7 +164,13 @@ def test_number_of_passes() -> None:
     assert data.passes == 1  # max-norm needs only the max
     data.passes = 0
     collect_activation_stats(relu_graph(4), data, Percentile(99.0))
+    assert data.passes == 1  # the positive values fit: selected from the first pass
+    data.passes = 0
+    collect_activation_stats(relu_graph(4), data, Percentile(99.0), cache_bytes=0)
     assert data.passes == 3  # max, histogram, collect
+    data.passes = 0
+    collect_activation_stats(relu_graph(4), data, Percentile(99.0), cache_bytes=200)
+    assert data.passes == 3  # more than 200 bytes of positive values: the search
 
 
 # -- errors ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         UnsupportedOpError,
     )
     from snnconv.exporters.nir import export_nir
+    from snnconv.finetuning import FinetuneResult, finetune
     from snnconv.modes import InputEncoding, Precision, ResetMode
     from snnconv.network import SpikingNetwork
     from snnconv.results import EvaluationResult
@@ -50,6 +51,8 @@ _HOMES: dict[str, str] = {
     "SnnconvError": "snnconv.errors",
     "UnsupportedOpError": "snnconv.errors",
     "export_nir": "snnconv.exporters.nir",
+    "finetune": "snnconv.finetuning",
+    "FinetuneResult": "snnconv.finetuning",
     "InputEncoding": "snnconv.modes",
     "Precision": "snnconv.modes",
     "ResetMode": "snnconv.modes",
@@ -64,6 +67,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EvaluationResult",
+    "FinetuneResult",
     "InputEncoding",
     "ModelLoadError",
     "NumericalError",
@@ -77,6 +81,7 @@ __all__ = [
     "convert",
     "evaluate",
     "export_nir",
+    "finetune",
     "load",
     "save",
 ]

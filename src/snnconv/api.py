@@ -16,6 +16,7 @@ from snnconv.ir import Graph
 from snnconv.network import SpikingNetwork
 from snnconv.passes.calibrate import iterate_batches
 from snnconv.passes.pipeline import convert_graph
+from snnconv.phases import phase
 from snnconv.results import EvaluationResult
 
 Model = nn.Module | torch.export.ExportedProgram | Graph
@@ -97,8 +98,10 @@ def convert(
         example = _first_batch(calibration, config.batch_size)[:2].to("cpu", torch.float32)
         if isinstance(model, nn.Module):
             _check_runs(model, example)
-        graph = model if isinstance(model, Graph) else import_torch(model, example)
-        conversion = convert_graph(graph, calibration, config, device=device, progress=progress)
+        with phase("capture"):
+            graph = model if isinstance(model, Graph) else import_torch(model, example)
+        with phase("conversion"):
+            conversion = convert_graph(graph, calibration, config, device=device, progress=progress)
     spiking, stats, config = conversion.graph, conversion.stats, conversion.config
     _check_output(spiking)
     meta: dict[str, Any] = {"model": type(model).__name__, "warnings": []}

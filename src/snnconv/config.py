@@ -310,9 +310,9 @@ class Config:
         None,
         Option(
             bool,
-            "layer by layer, shift each channel's bias by the mean error between the ANN's "
-            "activation and the SNN's rate at T steps on the calibration data (needs "
-            "--target-timesteps)",
+            "layer by layer, add to each channel's input current the mean error between the "
+            "ANN's activation and the SNN's rate at T steps on the calibration data (the "
+            "fraction 1, 1/2 or 1/4 of it that corrects best; needs --target-timesteps)",
             optional=True,
         ),
     )

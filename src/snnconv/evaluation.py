@@ -26,6 +26,7 @@ from snnconv.metrics.diagnostics import LayerDiagnostics, spike_rates
 from snnconv.metrics.operations import OperationCounts, count_operations
 from snnconv.network import SpikingNetwork
 from snnconv.passes.calibrate import iterate_batches
+from snnconv.phases import phase
 from snnconv.results import EvaluationResult
 from snnconv.sim.early_exit import ExitRule, run_early_exit, trace, tune_exit_rule
 from snnconv.sim.memory import check_memory, estimate_memory
@@ -273,7 +274,8 @@ def _prepare(
     labels = _all_labels(data)
     if labels is not None:
         check_labels(labels, num_classes(network.graph))
-    counts = count_operations(network.graph, config.input_encoding) if record_spikes else None
+    with phase("counting"):
+        counts = count_operations(network.graph, config.input_encoding) if record_spikes else None
     samples = _samples(data)
     check_memory(
         estimate_memory(
@@ -324,24 +326,30 @@ def run_evaluation(
         if labels_checked is None:
             check_labels(y, classes)
         x, y = x.to(device, torch.float32), y.to(device)
-        out, activations = run_graph(sim.graph, x, capture=diag.layers if diag else ())
-        res = sim.run(
-            x, y, timesteps, record_spikes=record_spikes, batch_index=index, record_rates=bool(diag)
-        )
-        accuracy.add(y, out, res)
-        events.add(res)
-        if diag is not None:
-            diag.add(activations, res, timesteps)
+        with phase("ann"):
+            out, activations = run_graph(sim.graph, x, capture=diag.layers if diag else ())
+        with phase("simulation"):
+            res = sim.run(
+                x, y, timesteps, record_spikes=record_spikes, batch_index=index,
+                record_rates=bool(diag),
+            )  # fmt: skip
+        with phase("results"):
+            accuracy.add(y, out, res)
+            events.add(res)
+            if diag is not None:
+                diag.add(activations, res, timesteps)
         bar.update(x.shape[0])
     bar.close()
     if accuracy.samples == 0:
         raise DataError("evaluation data is empty: pass at least one labelled sample")
     seconds = time.perf_counter() - start
-    result = _result(
-        network, data, config, timesteps, accuracy, events, diag, counts, seconds=seconds
-    )  # fmt: skip
+    with phase("results"):
+        result = _result(
+            network, data, config, timesteps, accuracy, events, diag, counts, seconds=seconds
+        )  # fmt: skip
     if config.early_exit:
-        result.early_exit = _early_exit(sim, data, timesteps, config, calibration, counts)
+        with phase("early exit"):
+            result.early_exit = _early_exit(sim, data, timesteps, config, calibration, counts)
     return result
 
 

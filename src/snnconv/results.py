@@ -55,6 +55,9 @@ class EvaluationResult:
         early_exit: The simulation with per-sample early exit (criterion, mean
             steps, steps histogram, top-1, top-5, operations per sample, seconds),
             or None.
+        ann_original: For a model written by ``snnconv finetune``: the network before
+            fine-tuning (its top-1 and top-5 on the same data, the fine-tuning's levels,
+            epochs and validation top-1 before and after), or None.
         low_latency: What ``target_timesteps`` chose (each technique and its
             parameters, the candidates tried, the calibration time), or None.
         model_weights: The weights file of a ``MODULE:FACTORY`` model,
@@ -95,6 +98,7 @@ class EvaluationResult:
     data_source: str | None = None
     model_weights: str | None = None
     low_latency: dict[str, Any] | None = None
+    ann_original: dict[str, Any] | None = None
     early_exit: dict[str, Any] | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -181,6 +185,8 @@ class EvaluationResult:
             "warnings": self.warnings,
             "early_exit": self.early_exit,
         }
+        if self.ann_original is not None:
+            document["ann_original"] = self.ann_original
         if self.ann_macs:
             ann.update(
                 macs_per_sample=self.ann_macs_per_sample,

@@ -13,8 +13,11 @@ The options of :class:`~snnconv.config.Config` are derived from its fields
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import textwrap
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +34,7 @@ from snnconv.cli.commands import (
     cmd_run,
 )
 from snnconv.cli.config_file import merge_config_file
+from snnconv.cli.finetune import add_finetune_command
 from snnconv.cli.options import (
     add_config_options,
     add_data_options,
@@ -55,6 +59,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "run": ("model", "timesteps", "dataset", "out"),
     "evaluate": ("model", "timesteps", "dataset", "out"),
     "convert": ("model", "out"),
+    "finetune": ("model", "dataset", "out"),
 }
 
 #: Defaults of the demo (the other commands have none for these).
@@ -129,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_option(demo)
     demo.set_defaults(func=cmd_demo, parser=demo)
 
+    add_finetune_command(sub, _positive_int)
+
     report = sub.add_parser(
         "report",
         help="rebuild DIR/report.html from DIR/results.json and DIR/arrays.safetensors",
@@ -182,7 +189,22 @@ def _finish(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``snnconv`` command."""
+    """Entry point of the ``snnconv`` command (``SNNCONV_PHASES=FILE``: write the seconds of
+    each phase there as JSON, see :mod:`snnconv.phases`)."""
+    from snnconv import phases
+
+    phases.reset()
+    start = time.perf_counter()
+    try:
+        return _main(argv)
+    finally:
+        target = os.environ.get("SNNCONV_PHASES")
+        if target:
+            record = {"phases": phases.times(), "main_seconds": time.perf_counter() - start}
+            Path(target).write_text(json.dumps(record, indent=1))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

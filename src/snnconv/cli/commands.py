@@ -18,6 +18,7 @@ from snnconv.cli.config_file import write_config_file
 from snnconv.cli.options import config_from, given
 from snnconv.config import Config, Stage
 from snnconv.errors import ConfigError
+from snnconv.phases import phase
 
 __all__ = [
     "DEMO_OUT",
@@ -60,7 +61,7 @@ def _load_data(
         load_dataset,
     )
 
-    with python_warnings.catch_warnings():
+    with python_warnings.catch_warnings(), phase("data"):
         python_warnings.simplefilter("ignore", EmbeddedSampleWarning)
         image_size = getattr(args, "image_size", None) if spec.startswith("imagefolder:") else None
         data = load_dataset(
@@ -114,15 +115,17 @@ def _calibration(args: argparse.Namespace, config: Config, warnings: list[str]) 
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from snnconv.importers.load import load_model
+    with phase("import"):
+        from snnconv.importers.load import load_model
 
-    return load_model(
-        args.model,
-        args.weights,
-        random_weights=args.random_weights,
-        input_layout=args.input_layout,
-        input_shape=args.input_shape,
-    )
+    with phase("load"):
+        return load_model(
+            args.model,
+            args.weights,
+            random_weights=args.random_weights,
+            input_layout=args.input_layout,
+            input_shape=args.input_shape,
+        )
 
 
 def _convert(args: argparse.Namespace, model: Any, config: Config) -> Any:
@@ -205,6 +208,14 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
         calibration=calibration,
     )
     result.warnings += [w for w in warnings if w not in result.warnings]
+    from snnconv.cli.finetune import ann_original
+
+    result.ann_original = ann_original(str(args.model), data, config.batch_size)
+    if result.ann_original is not None:
+        print(
+            f"original ANN (before fine-tuning): top-1 {100 * result.ann_original['top1']:.2f}% "
+            f"({result.ann_original['model']})"
+        )
     result.dataset = dataset_name(args.dataset)
     result.model = str(network.info.get("model", args.model))
     print(result.table())
@@ -230,20 +241,22 @@ def _write_run(args: argparse.Namespace, out: Any, network: Any, result: Any | N
     from snnconv.outputs import kill_point
 
     staging = out.staging
-    if result is not None:
-        result.save(staging)
-        kill_point("after-results")
-    snnconv.save(network, staging)
-    write_config_file(staging, network.config, args, args.parser)
-    kill_point("after-network")
+    with phase("saving"):
+        if result is not None:
+            result.save(staging)
+            kill_point("after-results")
+        snnconv.save(network, staging)
+        write_config_file(staging, network.config, args, args.parser)
+        kill_point("after-network")
     report = None
     if result is not None and args.report:
-        from snnconv.report import ReportError, write_report
+        with phase("report"):
+            from snnconv.report import ReportError, write_report
 
-        try:
-            report = write_report(staging)
-        except ReportError as error:
-            print(f"warning: no report.html: {error}", file=sys.stderr)
+            try:
+                report = write_report(staging)
+            except ReportError as error:
+                print(f"warning: no report.html: {error}", file=sys.stderr)
         kill_point("after-report")
     out.commit()
     if result is not None:
@@ -273,12 +286,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``run``, ``evaluate`` and ``convert``: convert MODEL (or, to evaluate, load a saved
     network), evaluate it unless converting, and write the run directory
     (``--dry-run``: list the conversion's passes instead)."""
-    from snnconv.network import SpikingNetwork
-
     if args.dry_run:
         return _print_flow(config_from(args))
     evaluating = args.command != "convert"
     with _output(args) as out:
+        with phase("import"):
+            import snnconv.api  # noqa: F401  (torch and the converter)
+            from snnconv.network import SpikingNetwork
         config = config_from(args)
         model = _load_model(args)
         if isinstance(model, SpikingNetwork):

@@ -112,6 +112,8 @@ def load_pt2(path: str | os.PathLike[str]) -> torch.export.ExportedProgram:
     p = Path(path)
     require_file(p, "model file")
     check_pt2_safe(p)
+    import snnconv.nn.qcfs  # noqa: F401  (registers snnconv::qcfs, for fine-tuned programs)
+
     try:
         return torch.export.load(str(p))
     except Exception as error:

@@ -18,6 +18,7 @@ SUPPORTED_TORCH_OPS: tuple[str, ...] = (
     "nn.BatchNorm1d/2d",
     "ReLU (nn.ReLU, F.relu, torch.relu, Tensor.relu)",
     "bounded ReLU (nn.ReLU6, clamp(0, c), nn.Hardtanh(0, c))",
+    "QCFS (snnconv.nn.QCFS: the quantization-clip-floor-shift activation)",
     "nn.AvgPool2d / F.avg_pool2d",
     "nn.AdaptiveAvgPool2d, mean over H and W",
     "nn.MaxPool2d / F.max_pool2d, nn.AdaptiveMaxPool2d (divisible sizes), amax over H and W",
@@ -316,6 +317,16 @@ def emit_global_pool(
     pooled = b.emit(node, op, [src], suffix="" if keepdim else "_pool")
     if not keepdim:
         b.emit(node, Reshape((in_shape[1],)), [pooled])
+
+
+def qcfs_op(b: GraphBuilder, node: torch.fx.Node, lam: Any, levels: Any) -> Op:
+    """``snnconv::qcfs``: a ReLU bounded by its trained λ and quantized to L levels."""
+    from snnconv.ir import ReLU
+
+    value = b.param(node, lam)
+    if value is None or value.numel() != 1 or not bool(value.reshape(()) > 0):
+        raise b.unsupported(node, "qcfs", f"its λ must be one positive constant, got {value}")
+    return ReLU(max_value=float(value.reshape(())), levels=int(levels))
 
 
 def bounded_relu_op(b: GraphBuilder, node: torch.fx.Node, low: Any, high: Any) -> Op:

@@ -14,6 +14,7 @@ import torch
 import torch.fx
 from torch.fx.operator_schemas import normalize_function
 
+import snnconv.nn.qcfs  # noqa: F401  (registers the snnconv::qcfs operator)
 from snnconv.importers import torch_common as common
 from snnconv.importers.registry import ConverterRegistry
 from snnconv.importers.torch_common import GraphBuilder
@@ -126,6 +127,11 @@ def convert_native_batch_norm(
 @ATEN_CONVERTERS.register(aten.relu.default, aten.relu_.default)
 def convert_relu(b: GraphBuilder, node: torch.fx.Node, *, input: Any) -> None:
     b.emit(node, ReLU(), [b.tensor_input(node, input)])
+
+
+@ATEN_CONVERTERS.register(torch.ops.snnconv.qcfs.default)
+def convert_qcfs(b: GraphBuilder, node: torch.fx.Node, *, x: Any, lam: Any, levels: int) -> None:
+    b.emit(node, common.qcfs_op(b, node, lam, levels), [b.tensor_input(node, x)])
 
 
 @ATEN_CONVERTERS.register(aten.avg_pool2d.default)

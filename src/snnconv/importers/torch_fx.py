@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+import snnconv.nn.qcfs  # noqa: F401  (registers the snnconv::qcfs operator)
 from snnconv.importers import torch_common as common
 from snnconv.importers.registry import ConverterRegistry
 from snnconv.importers.torch_common import GraphBuilder
@@ -100,6 +101,13 @@ def convert_dropout_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Dropout, 
 @MODULE_CONVERTERS.register(nn.Identity)
 def convert_identity_module(b: GraphBuilder, node: torch.fx.Node, m: nn.Identity, x: str) -> None:
     b.alias(node, x)
+
+
+@FUNCTION_CONVERTERS.register(torch.ops.snnconv.qcfs.default)
+def convert_qcfs_function(
+    b: GraphBuilder, node: torch.fx.Node, *, x: Any, lam: Any, levels: int, **_: Any
+) -> None:
+    b.emit(node, common.qcfs_op(b, node, lam, levels), [b.tensor_input(node, x)])
 
 
 @FUNCTION_CONVERTERS.register(F.relu, torch.relu, torch.relu_, torch.Tensor.relu)

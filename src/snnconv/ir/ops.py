@@ -164,17 +164,38 @@ class BatchNorm(Op):
 
 @dataclass(frozen=True, eq=False)
 class ReLU(Op):
-    """y = max(x, 0), or min(max(x, 0), max_value) for a bounded ReLU (ReLU6, clamp(0, c))."""
+    """y = max(x, 0), or min(max(x, 0), max_value) for a bounded ReLU (ReLU6, clamp(0, c)).
+
+    With ``levels`` = L (a QCFS activation, :mod:`snnconv.nn.qcfs`) the output is
+    quantized: λ/L · clip(⌊x·L/λ + ½⌋, 0, L) with λ = ``max_value``.
+    """
 
     max_value: float | None = None
+    levels: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_value is not None and not self.max_value > 0:
             raise ValueError(f"a bounded ReLU needs a positive upper bound, got {self.max_value}")
+        _check_levels(self.levels, self.max_value)
 
     def apply(self, *inputs: Tensor) -> Tensor:
-        y = torch.relu(inputs[0])
-        return y if self.max_value is None else y.clamp(max=self.max_value)
+        return _relu(inputs[0], self.max_value, self.levels)
+
+
+def _check_levels(levels: int | None, max_value: float | None) -> None:
+    if levels is not None and (levels < 1 or max_value is None):
+        raise ValueError(
+            f"a quantized ReLU needs levels >= 1 and a bound, got {levels}, {max_value}"
+        )
+
+
+def _relu(x: Tensor, max_value: float | None, levels: int | None) -> Tensor:
+    """ReLU, bounded by ``max_value``, quantized to ``levels`` steps of max_value/levels."""
+    if levels is not None and max_value is not None:
+        steps = torch.clamp(torch.floor(x * (levels / max_value) + 0.5), 0, levels)
+        return steps * (max_value / levels)
+    y = torch.relu(x)
+    return y if max_value is None else y.clamp(max=max_value)
 
 
 def _tiled_mean(x: Tensor, kernel: tuple[int, int], divisor: int | None) -> Tensor:
@@ -307,6 +328,10 @@ class IFNeuron(Op):
     value per channel) is added to the input current at every step: the bias
     calibration. Both act on the spiking network only: :meth:`apply` (the ANN)
     ignores them, so the ANN stays the converted model.
+
+    ``levels`` = L marks a layer converted from a QCFS activation: :meth:`apply`
+    is then the quantized activation (``max_value``/L steps), which the neuron
+    reproduces exactly for a constant input after L steps from V(0) = θ/2.
     """
 
     threshold: float = 1.0
@@ -318,8 +343,10 @@ class IFNeuron(Op):
     negative_threshold: float = 1.0
     v_offset: Tensor | None = None
     bias_offset: Tensor | None = None
+    levels: int | None = None
 
     def __post_init__(self) -> None:
+        _check_levels(self.levels, self.max_value)
         if not (self.threshold > 0 and math.isfinite(self.threshold)):
             raise ValueError(f"IFNeuron threshold must be positive, got {self.threshold}")
         if not 0 <= self.negative_threshold <= 1:
@@ -333,8 +360,7 @@ class IFNeuron(Op):
             )
 
     def apply(self, *inputs: Tensor) -> Tensor:
-        y = torch.relu(inputs[0])
-        return y if self.max_value is None else y.clamp(max=self.max_value)
+        return _relu(inputs[0], self.max_value, self.levels)
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,7 +23,7 @@ from typing import Any
 
 from snnconv.config import Config, MaxPoolMode
 from snnconv.errors import SnnconvError
-from snnconv.ir import Graph
+from snnconv.ir import Graph, IFNeuron, ReLU
 from snnconv.passes.calibrate import (
     LayerStats,
     Percentile,
@@ -43,6 +43,7 @@ from snnconv.passes.simplify import (
 )
 from snnconv.passes.threshold_search import SearchThresholds
 from snnconv.passes.to_spiking import respike
+from snnconv.phases import phase
 
 __all__ = [
     "DEFAULT_PIPELINE",
@@ -89,6 +90,9 @@ class CollectStatistics:
     its histogram) and record it in the graph: ``meta['stats']`` of each activation node,
     ``meta['readout_scale']`` of the output node.
 
+    A QCFS layer (a ReLU with ``levels``) keeps its trained λ: its ``scale`` is its
+    bound, whatever the percentile says (the network was trained for that λ).
+
     Attributes:
         calibration: The calibration inputs (tensor, Dataset or DataLoader).
         percentile: p of the robust maximum.
@@ -122,6 +126,9 @@ class CollectStatistics:
             meta = dict(n.meta)
             if n.name in stats:
                 meta["stats"] = stats[n.name]
+                op = n.op
+                if isinstance(op, (ReLU, IFNeuron)) and op.levels and op.max_value:
+                    meta["stats"] = dataclasses.replace(stats[n.name], scale=op.max_value)
             if n.name == graph.output:
                 meta["readout_scale"] = readout
             nodes.append(dataclasses.replace(n, meta=meta))
@@ -222,7 +229,8 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] | list[Pass]) -> Graph:
     for p in passes:
         name = describe(p).split("(")[0]
         try:
-            graph = p(graph)
+            with phase("calibration" if isinstance(p, CollectStatistics) else "conversion"):
+                graph = p(graph)
         except SnnconvError:
             raise
         except Exception as error:

@@ -67,7 +67,11 @@ class SearchThresholds:
     grid: tuple[float, ...] = SEARCH_GRID
 
     def __call__(self, graph: Graph) -> Graph:
-        layers = [n.name for n in graph.nodes if "stats" in n.meta]
+        layers = [  # QCFS layers keep the λ they were trained with
+            n.name
+            for n in graph.nodes
+            if "stats" in n.meta and getattr(n.op, "levels", None) is None
+        ]
         values = self._positive_samples(graph, layers)
         nodes = []
         for node in graph.nodes:

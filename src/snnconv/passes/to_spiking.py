@@ -25,6 +25,10 @@ DEFAULT_BINARY_THRESHOLD: dict[BinaryKind, float] = {
 }
 
 
+#: V(0)/θ of layers converted from QCFS activations, whatever ``v_init`` says: the shift ½
+#: of QCFS is the neuron's half-threshold start (Bu et al. 2022).
+QCFS_V_INIT = 0.5
+
 #: The options' defaults (those of :class:`~snnconv.config.Config`).
 _DEFAULTS = Config()
 
@@ -59,8 +63,10 @@ def to_spiking(
 
     The graph must already be normalized (threshold 1 then corresponds to the
     layer's robust maximum λ; a bounded ReLU keeps its normalized bound for
-    ANN runs). A layer at depth d (its position among activation layers on the
-    longest path from the input) holds its membrane for ``hold_per_depth``·d
+    ANN runs). A layer converted from a QCFS activation (a ReLU with ``levels``)
+    starts at V(0) = θ/2 whatever ``v_init`` is. A layer at depth d (its position
+    among activation layers on the longest path from the input) holds its membrane for
+    ``hold_per_depth``·d
     steps; with ``negative_spikes`` the IF neurons take back transient spikes
     (see :class:`IFNeuron`). Max-pool layers get the gate's rate estimator. The output layer
     stays analog: the simulator reads it out.
@@ -79,13 +85,14 @@ def to_spiking(
             neuron = IFNeuron(
                 threshold=theta,
                 reset=reset,
-                v_init=v_init,
+                v_init=QCFS_V_INIT if op.levels is not None else v_init,
                 max_value=op.max_value,
                 hold_steps=hold,
                 negative_spikes=negative_spikes,
                 negative_threshold=negative_threshold,
                 v_offset=op.v_offset if isinstance(op, IFNeuron) else None,
                 bias_offset=op.bias_offset if isinstance(op, IFNeuron) else None,
+                levels=op.levels,
             )
             n = dataclasses.replace(n, op=neuron)
         elif isinstance(op, (BinaryActivation, BinaryNeuron)):

@@ -103,6 +103,16 @@ def _summary(doc: dict[str, Any]) -> str:
         ["SNN top-1 at T", _pct(snn["top1"][-1] if snn.get("top1") else None)],
         ["snnconv", _esc(doc.get("version", ""))],
     ]
+    original = doc.get("ann_original")
+    if original:
+        rows.insert(
+            5,
+            [
+                "original ANN top-1",
+                f"{_pct(original.get('top1'))} (before fine-tuning with QCFS, "
+                f"L = {_esc(original.get('levels'))}; the ANN above is the fine-tuned one)",
+            ],
+        )
     return _pairs(rows)
 
 
