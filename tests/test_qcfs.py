@@ -16,6 +16,7 @@ from snnconv import zoo
 from snnconv.cli import main
 from snnconv.ir import IFNeuron, ReLU
 from snnconv.nn import QCFS, qcfs_modules, relu_nodes, replace_relu, to_graph_module
+from snnconv.sim.reference import run_graph
 from snnconv.sim.simulator import Simulator
 
 CHECKPOINT = Path(zoo.__file__).parent / "models" / "weights" / "lenet_avg_fmnist.safetensors"
@@ -161,8 +162,9 @@ def test_replace_relu_finds_every_relu_of_the_reference_nets(factory, relus: int
         graph = snnconv.importers.import_torch(gm, x[:2])
         quantized = [n for n in graph.nodes if isinstance(n.op, ReLU) and n.op.levels == 2]
         assert len(quantized) == relus
-        # the replaced net computes the quantized activations of the original one
-        assert torch.isfinite(gm(x)).all()
+        # the imported graph computes what the replaced net computes
+        with torch.no_grad():
+            torch.testing.assert_close(run_graph(graph, x)[0], gm(x), rtol=1e-4, atol=1e-4)
 
 
 def test_lambda_starts_at_the_calibration_percentile() -> None:
@@ -237,8 +239,7 @@ def test_finetune_cli_writes_a_model_that_run_converts(tmp_path: Path, capsys) -
 
 
 def test_finetune_refuses_what_it_cannot_train(tmp_path: Path, capsys) -> None:
-    onnx = pytest.importorskip("onnx")
-    del onnx
+    pytest.importorskip("onnx")
     path = tmp_path / "m.onnx"
     torch.onnx.export(zoo.lenet("avg").eval(), (torch.rand(1, 1, 28, 28),), str(path), dynamo=False)
     code = main(["finetune", str(path), "--dataset", "digits", "--out", str(tmp_path / "o")])

@@ -32,6 +32,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from tqdm.auto import tqdm
 
 from snnconv.errors import ConfigError, DataError
+from snnconv.models.training import accuracy
 from snnconv.nn.qcfs import QCFS
 from snnconv.nn.replace import qcfs_modules
 
@@ -105,18 +106,6 @@ def _loader(part: Subset, batch_size: int, generator: torch.Generator | None) ->
     )
 
 
-@torch.no_grad()
-def _top1(model: nn.Module, loader: DataLoader) -> float:
-    training = model.training
-    model.eval()
-    correct = total = 0
-    for images, labels in loader:
-        correct += int((model(images.float()).argmax(1) == labels).sum())
-        total += len(labels)
-    model.train(training)
-    return correct / max(total, 1)
-
-
 class _Rates:
     """Forward hooks on the QCFS modules: the batch's Σ fan-out · a/λ, differentiable."""
 
@@ -171,7 +160,6 @@ def fan_outs(model: GraphModule, calibration: Any) -> tuple[dict[str, Tensor], i
 
 
 def _epoch(
-    model: GraphModule,
     loader: DataLoader,
     step: Callable[[Tensor, Tensor], Tensor],
     label: str,
@@ -244,8 +232,9 @@ def finetune(
         tuned = replace_relu(original, levels, calibration, percentile=percentile, seed=seed)
     except ValueError as error:
         raise ConfigError(f"cannot fine-tune: {error}") from error
-    original_top1 = _top1(original, val_loader)
-    replaced_top1 = _top1(tuned, val_loader)
+    validation_set = val_loader.dataset
+    original_top1 = accuracy(original, validation_set, batch_size=512)
+    replaced_top1 = accuracy(tuned, validation_set, batch_size=512)
     penalty: _Rates | None = None
     macs = 0
     if sparsity > 0:
@@ -302,8 +291,8 @@ def finetune(
     best_state = copy.deepcopy(tuned.state_dict())
     for epoch in range(1, epochs + 1):
         tuned.train()
-        loss = _epoch(tuned, train_loader, step, f"epoch {epoch}/{epochs}", progress)
-        top1 = _top1(tuned, val_loader)
+        loss = _epoch(train_loader, step, f"epoch {epoch}/{epochs}", progress)
+        top1 = accuracy(tuned, validation_set, batch_size=512)
         history.append(
             {
                 "epoch": epoch,

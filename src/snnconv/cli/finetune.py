@@ -62,18 +62,15 @@ def add_finetune_command(sub: Any, positive_int: Any) -> None:
     p.set_defaults(func=cmd_finetune, parser=p)
 
 
-#: Defaults of the finetune options (the function's).
-FINETUNE_DEFAULTS: dict[str, Any] = {
-    "levels": 4,
-    "epochs": 3,
-    "lr": 1e-3,
-    "batch_size": 128,
-    "validation": 0.1,
-    "sparsity": 0.0,
-    "seed": 0,
-    "limit": None,
-    "data_dir": None,
-}
+def _defaults() -> dict[str, Any]:
+    """The options' defaults: those of :func:`snnconv.finetune` (and no --limit or --data-dir)."""
+    import inspect
+
+    from snnconv.finetuning import finetune
+
+    signature = inspect.signature(finetune).parameters
+    names = ("levels", "epochs", "lr", "batch_size", "validation", "sparsity", "seed")
+    return {name: signature[name].default for name in names} | {"limit": None, "data_dir": None}
 
 
 def _example(data: Any) -> Any:
@@ -104,7 +101,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from snnconv.finetuning import finetune
     from snnconv.network import SpikingNetwork
 
-    for name, value in FINETUNE_DEFAULTS.items():
+    for name, value in _defaults().items():
         if not hasattr(args, name):
             setattr(args, name, value)
     with _output(args) as out:

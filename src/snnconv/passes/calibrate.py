@@ -42,7 +42,7 @@ from snnconv.sim.reference import run_graph
 
 #: Memory the first calibration pass may use to keep every positive activation, so that
 #: the percentile needs no further pass (1,000 Fashion-MNIST images through the VGG-style
-#: net: about 80 MB).
+#: net: 73 MB).
 CACHE_BYTES = 512 << 20
 
 
