@@ -98,7 +98,9 @@ def measure(
         "snn": [],
     }
     for variant in args.variants:
-        options = {"target_timesteps": levels} if variant == "target" else VARIANTS[variant]
+        options = dict(VARIANTS[variant])
+        if variant == "target" or options.get("potential_calibration"):
+            options["target_timesteps"] = levels  # the calibrations tune for T = L
         config = snnconv.Config(device="cpu", **options)
         start = time.perf_counter()
         network = snnconv.convert(model, calibration, config)

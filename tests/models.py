@@ -305,6 +305,21 @@ def tiny_cnn(seed: int = 0, classes: int = 3) -> nn.Sequential:
     return randomize_batchnorm(model, seed)
 
 
+def tiny_rgb_cnn(seed: int = 0, classes: int = 3) -> nn.Sequential:
+    """A 2-conv CNN for colour images of any size >= 4×4 (global average pooling)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, classes),
+    )
+
+
 # -- models that must be refused ----------------------------------------------
 class GeluNet(nn.Module):
     """An nn.GELU at ``features.2``."""

@@ -19,6 +19,12 @@ Image = pytest.importorskip(
 )
 
 
+def _all(ds: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (x, y) of a lazily decoded image dataset, stacked."""
+    items = [ds[i] for i in range(len(ds))]  # type: ignore[arg-type]
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
 def write_png(path: Path, array: np.ndarray) -> Path:
     """Write an HxWx3 (or HxW) uint8 array as a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,16 +65,16 @@ def test_flat_folder(flat: Path) -> None:
 
 def test_registry_spec(flat: Path) -> None:
     ds = load_dataset(f"imagefolder:{flat}", "test")
-    x, y = ds.tensors
+    x, y = _all(ds)
     assert x.dtype == torch.float32 and x.shape == (3, 3, 4, 4)
     assert float(x.max()) == 1.0 and float(x.min()) == 0.0
     assert y.dtype == torch.int64
     assert not has_train_split(f"imagefolder:{flat}")
     assert dataset_name(f"imagefolder:{flat}") == "imagefolder:flat"
     train = load_dataset(f"imagefolder:{flat}", "train", limit=2)
-    assert train.tensors[1].tolist() == [0, 0]
+    assert _all(train)[1].tolist() == [0, 0]
     norm = load_dataset(f"imagefolder:{flat}", mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
-    assert float(norm.tensors[0].min()) == -1.0
+    assert float(_all(norm)[0].min()) == -1.0
 
 
 def test_split_folders(tmp_path: Path) -> None:
@@ -80,8 +86,8 @@ def test_split_folders(tmp_path: Path) -> None:
     assert split_folder(root, "train") == root / "train"
     assert split_folder(root, "test") == root / "val"
     # Labels come from the union of both splits' classes: 'b' is 1 in val too.
-    assert load_dataset(f"imagefolder:{root}", "test").tensors[1].tolist() == [1]
-    assert load_dataset(f"imagefolder:{root}", "train").tensors[1].tolist() == [0, 1]
+    assert _all(load_dataset(f"imagefolder:{root}", "test"))[1].tolist() == [1]
+    assert _all(load_dataset(f"imagefolder:{root}", "train"))[1].tolist() == [0, 1]
 
 
 def test_test_folder_when_no_val(tmp_path: Path) -> None:
@@ -113,7 +119,7 @@ def test_resize_and_center_crop(tmp_path: Path) -> None:
     assert x4.shape == (2, 3, 2, 2)
     np.testing.assert_array_equal(x4[1, :, 0, 0], [0, 255, 0])  # pure green centre
     ds = load_dataset(f"imagefolder:{root}", image_size=3)
-    assert ds.tensors[0].shape == (2, 3, 3, 3)
+    assert _all(ds)[0].shape == (2, 3, 3, 3)
 
 
 def test_grayscale_and_rgba_become_rgb(tmp_path: Path) -> None:
@@ -144,7 +150,7 @@ def test_sixteen_bit_images_are_scaled_by_their_bit_depth(tmp_path: Path) -> Non
     assert float((x[0] == 1.0).mean()) == 1 / 16  # only the brightest pixel is white
     np.testing.assert_allclose(x[1], 0.2, rtol=1e-6)  # 51 / 255
     ds = load_dataset(f"imagefolder:{root}")  # float images are used as they are
-    np.testing.assert_allclose(ds.tensors[0].numpy(), x)
+    np.testing.assert_allclose(_all(ds)[0].numpy(), x)
 
 
 def test_errors(tmp_path: Path, flat: Path) -> None:

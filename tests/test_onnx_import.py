@@ -160,6 +160,77 @@ def test_relu_and_clip_as_bounded_relu() -> None:
     assert graph.output_node.op.max_value == pytest.approx(0.7)  # type: ignore[attr-defined]
 
 
+def _clip_floor(lam: float, levels: int, div_first: bool = False, scale_out: float | None = None):
+    """Conv → a clip-floor (QCFS) activation written out in ONNX nodes → Flatten → Gemm."""
+    scale_in = np.array(lam / levels if div_first else levels / lam)
+    out = np.array(lam / levels if scale_out is None else scale_out)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Div" if div_first else "Mul", ["c", "s_in"], ["q1"], name="scale_in"),
+        helper.make_node("Add", ["half", "q1"], ["q2"], name="shift"),
+        helper.make_node("Floor", ["q2"], ["q3"], name="floor"),
+        helper.make_node("Clip", ["q3", "zero", "levels"], ["q4"], name="clip"),
+        helper.make_node("Mul", ["s_out", "q4"], ["h"], name="scale_out"),
+        helper.make_node("Flatten", ["h"], ["f"]),
+        helper.make_node("Gemm", ["f", "g", "gb"], ["y"], transB=1),
+    ]
+    weights = [
+        init("w", rand(3, 2, 3, 3)), init("b", rand(3)), init("s_in", scale_in),
+        init("half", np.array(0.5)), init("zero", np.array(0.0)),
+        init("levels", np.array(float(levels))), init("s_out", out),
+        init("g", rand(4, 3 * 8 * 8)), init("gb", rand(4)),
+    ]  # fmt: skip
+    return make_model(nodes, [2, 8, 8], 2, weights)
+
+
+@pytest.mark.parametrize("div_first", [False, True])
+def test_a_clip_floor_activation_imports_as_one_quantized_relu(div_first: bool) -> None:
+    graph = check(_clip_floor(1.7, 4, div_first), X4)
+    relus = [n.op for n in graph.nodes if n.op.kind == "ReLU"]
+    assert len(relus) == 1 and relus[0].levels == 4  # type: ignore[attr-defined]
+    assert relus[0].max_value == pytest.approx(1.7)  # type: ignore[attr-defined]
+    assert kinds(graph).count("ReLU") == 1 and "Mul" not in kinds(graph)
+
+
+def test_a_clip_floor_activation_converts_like_qcfs() -> None:
+    """The same net as a PyTorch QCFS module and as ONNX arithmetic: the same SNN."""
+    import snnconv
+    from snnconv.passes.to_spiking import QCFS_V_INIT
+
+    graph = import_onnx(_clip_floor(1.7, 4))
+    network = snnconv.convert(graph, torch.from_numpy(X4))
+    neurons = [n for n in network.graph.nodes if n.name in network.spiking_layers]
+    assert neurons[0].meta["scale"] == pytest.approx(1.7)  # λ, not a percentile
+    assert neurons[0].op.v_init == QCFS_V_INIT  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scale_out": 0.5}, r"Flatten.*clip-floor activation begun at .*scale_in.* \(clipped\)"),
+        ({"levels": 2.5}, r"clips to \[0, L\] with L a whole number"),
+        ({"half": 0.25}, "shifts by 0.5 \\(QCFS\\), this one by 0.25"),
+    ],
+)
+def test_a_clip_floor_chain_that_is_not_exact_is_refused(change: dict, message: str) -> None:
+    model = _clip_floor(1.7, 4, scale_out=change.get("scale_out"))
+    for tensor in model.graph.initializer:
+        if tensor.name in change and tensor.name != "scale_out":
+            tensor.CopyFrom(init(tensor.name, np.array(change[tensor.name])))
+    with pytest.raises(UnsupportedOpError, match=message):
+        import_onnx(model)
+
+
+def test_a_product_by_a_constant_alone_is_refused() -> None:
+    nodes = [helper.make_node("Mul", ["x", "c"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    model = make_model(nodes, [4], 2, [init("c", np.array(2.0))])
+    with pytest.raises(UnsupportedOpError, match=r"Relu.*clip-floor activation.*unfinished"):
+        import_onnx(model)
+    per_channel = make_model(nodes, [4], 2, [init("c", rand(4))])
+    with pytest.raises(UnsupportedOpError, match=r"constant of shape \[4\]"):
+        import_onnx(per_channel)
+
+
 def test_clip_with_negative_minimum_is_refused() -> None:
     node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip1")
     model = make_model([node], [4], 2, [init("lo", np.array(-1.0)), init("hi", np.array(1.0))])

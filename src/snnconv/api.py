@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from snnconv.checkpoint import Checkpoint
 from snnconv.config import Config, MaxPoolMode
 from snnconv.data.registry import data_source
 from snnconv.errors import ConfigError, SnnconvError
@@ -158,6 +159,7 @@ def evaluate(
     progress: bool = False,
     record_spikes: bool = True,
     diagnostics: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> EvaluationResult:
     """Measure ANN accuracy and SNN accuracy after every time step 1..T, and what they cost.
 
@@ -185,6 +187,14 @@ def evaluate(
             activation: per-layer Pearson correlation, silent and saturated
             fractions, and a sample of (activation, rate) pairs for scatter
             plots (costs one capture of all activations per batch).
+        checkpoint: Save the progress every so many batches or seconds in a
+            folder, and resume from it (:class:`snnconv.checkpoint.Checkpoint`):
+            a resumed evaluation returns what an uninterrupted one would.
+
+    Under an initialised ``torch.distributed`` process group (e.g. a script
+    started with ``torchrun``) each rank simulates the batches
+    ``i ≡ rank (mod world size)`` and every rank returns the merged result:
+    the same counts as one process (:mod:`snnconv.distributed`).
 
     Returns:
         An :class:`EvaluationResult`.
@@ -209,6 +219,7 @@ def evaluate(
             record_spikes=record_spikes,
             diagnostics=diagnostics,
             calibration=calibration,
+            checkpoint=checkpoint,
         )
 
 

@@ -392,8 +392,9 @@ class Config:
             if getattr(self, name)
         ]
         if tuned and self.target_timesteps is None:
+            verb = "tunes" if len(tuned) == 1 else "tune"
             raise ConfigError(
-                f"{', '.join(tuned)} tune the conversion for a number of steps: give "
+                f"{', '.join(tuned)} {verb} the conversion for a number of steps: give "
                 "target_timesteps (--target-timesteps T)"
             )
         if self.bias_calibration and self.potential_calibration:

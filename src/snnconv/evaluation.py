@@ -10,7 +10,12 @@ tally that gathers it and :class:`LayerRow` or the arrays it adds.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +23,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from snnconv import distributed
+from snnconv.checkpoint import Checkpoint
 from snnconv.config import Config
 from snnconv.data.registry import data_source
 from snnconv.errors import ConfigError, DataError
@@ -29,11 +36,17 @@ from snnconv.passes.calibrate import iterate_batches
 from snnconv.phases import phase
 from snnconv.results import EvaluationResult
 from snnconv.sim.early_exit import ExitRule, run_early_exit, trace, tune_exit_rule
-from snnconv.sim.memory import check_memory, estimate_memory
+from snnconv.sim.memory import (
+    available_memory,
+    check_memory,
+    estimate_memory,
+    largest_batch,
+    probe_batch_size,
+)
 from snnconv.sim.reference import run_graph
 from snnconv.sim.simulator import BatchResult, Simulator, default_chunk
 
-__all__ = ["SCATTER_SAMPLES", "LayerRow", "run_evaluation"]
+__all__ = ["SCATTER_SAMPLES", "LayerRow", "auto_batch_size", "run_evaluation"]
 
 #: Rate-vs-activation pairs kept per layer for scatter plots.
 SCATTER_SAMPLES = 2000
@@ -66,6 +79,9 @@ def _all_labels(data: object) -> Tensor | None:
         tensors = getattr(candidate, "tensors", None)
         if isinstance(tensors, tuple) and len(tensors) >= 2:
             return torch.as_tensor(tensors[1])
+        targets = getattr(candidate, "targets", None)  # files decoded when read
+        if isinstance(targets, Tensor) and candidate is data:
+            return targets
     return None
 
 
@@ -76,19 +92,39 @@ def _samples(data: object) -> int | None:
 
 def labelled_batches(data: object, batch_size: int) -> Any:
     """``(x, y)`` batches of a Dataset or DataLoader (or any iterable of pairs)."""
+    for _, x, y in indexed_batches(data, batch_size):
+        yield x, y
+
+
+def indexed_batches(
+    data: object, batch_size: int, keep: Callable[[int], bool] = lambda index: True
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(index, x, y)`` for the batches whose index ``keep`` accepts. A map-style Dataset
+    loads only those batches (a rank of a data-parallel run reads its own shard), with
+    the loader processes it asks for (its ``workers``: files decoded in parallel); other
+    iterables are read whole and the others skipped."""
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(
         data, torch.utils.data.IterableDataset
     ):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    if not hasattr(data, "__iter__"):
+        n = len(data)  # type: ignore[arg-type]
+        kept = [i for i in range(-(-n // batch_size)) if keep(i)]
+        sampler = [list(range(i * batch_size, min(n, (i + 1) * batch_size))) for i in kept]
+        workers = int(getattr(data, "workers", 0) or 0)
+        loader = torch.utils.data.DataLoader(
+            data, batch_sampler=sampler, num_workers=workers, persistent_workers=False
+        )
+        pairs: Any = zip(kept, loader, strict=True)
+    elif hasattr(data, "__iter__"):
+        pairs = ((i, item) for i, item in enumerate(data) if keep(i))  # type: ignore[attr-defined]
+    else:
         raise DataError(f"evaluation data must be a Dataset or DataLoader, got {type(data)!r}")
-    for item in data:  # type: ignore[attr-defined]
+    for index, item in pairs:
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(
                 "evaluation data must yield (inputs, labels) pairs; got a single tensor. "
                 "Wrap inputs and labels in a TensorDataset."
             )
-        yield item[0], torch.as_tensor(item[1]).long()
+        yield index, item[0], torch.as_tensor(item[1]).long()
 
 
 # --- the tallies -------------------------------------------------------------------------------
@@ -96,7 +132,8 @@ def labelled_batches(data: object, batch_size: int) -> Any:
 
 @dataclass
 class _Accuracy:
-    """Correct top-1/top-5 counts of the ANN and of the SNN after every step."""
+    """Correct top-1/top-5 counts of the ANN and of the SNN after every step, and the
+    labels and predictions of each batch (under its index)."""
 
     timesteps: int
     device: Any
@@ -105,15 +142,16 @@ class _Accuracy:
     ann5: int = 0
     snn1: Tensor = field(init=False)
     snn5: Tensor = field(init=False)
+    batches: list[int] = field(default_factory=list)
     labels: list[Tensor] = field(default_factory=list)
     ann_predictions: list[Tensor] = field(default_factory=list)
-    predictions: list[Tensor] = field(default_factory=list)
+    predictions: list[Tensor | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.snn1 = torch.zeros(self.timesteps, dtype=torch.int64, device=self.device)
         self.snn5 = torch.zeros(self.timesteps, dtype=torch.int64, device=self.device)
 
-    def add(self, y: Tensor, ann_out: Tensor, res: BatchResult) -> None:
+    def add(self, index: int, y: Tensor, ann_out: Tensor, res: BatchResult) -> None:
         ranks = ann_out.topk(min(5, ann_out.shape[-1]), dim=-1).indices
         hits = ranks == y[:, None]
         self.ann1 += int(hits[:, 0].sum())
@@ -121,10 +159,51 @@ class _Accuracy:
         self.snn1 += res.correct_top1
         self.snn5 += res.correct_top5
         self.samples += y.shape[0]
+        self.batches.append(index)
         self.labels.append(y.cpu())
         self.ann_predictions.append(ranks[:, 0].cpu())
-        if res.predictions is not None:
-            self.predictions.append(res.predictions.cpu())
+        self.predictions.append(None if res.predictions is None else res.predictions.cpu())
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "ann1": self.ann1,
+            "ann5": self.ann5,
+            "snn1": self.snn1.cpu(),
+            "snn5": self.snn5.cpu(),
+            "batches": list(self.batches),
+            "labels": list(self.labels),
+            "ann_predictions": list(self.ann_predictions),
+            "predictions": [torch.zeros(0) if p is None else p for p in self.predictions],
+            "has_predictions": [p is not None for p in self.predictions],
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add another tally's :meth:`state` (a checkpoint's, another rank's): the batches
+        stay in index order."""
+        self.samples += state["samples"]
+        self.ann1 += state["ann1"]
+        self.ann5 += state["ann5"]
+        self.snn1 += state["snn1"].to(self.device)
+        self.snn5 += state["snn5"].to(self.device)
+        predictions = [
+            p if has else None
+            for p, has in zip(state["predictions"], state["has_predictions"], strict=True)
+        ]
+        rows = sorted(
+            zip(
+                [*self.batches, *state["batches"]],
+                [*self.labels, *state["labels"]],
+                [*self.ann_predictions, *state["ann_predictions"]],
+                [*self.predictions, *predictions],
+                strict=True,
+            ),
+            key=lambda row: row[0],
+        )
+        self.batches = [r[0] for r in rows]
+        self.labels = [r[1] for r in rows]
+        self.ann_predictions = [r[2] for r in rows]
+        self.predictions = [r[3] for r in rows]
 
 
 @dataclass
@@ -142,6 +221,21 @@ class _Events:
                 else:
                     into[name] = counts.double().clone()
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "spikes": {k: v.cpu() for k, v in self.spikes.items()},
+            "sops": {k: v.cpu() for k, v in self.sops.items()},
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add another tally's :meth:`state` (exact: the counts are whole numbers)."""
+        for into, values in ((self.spikes, state["spikes"]), (self.sops, state["sops"])):
+            for name, counts in values.items():
+                if name in into:
+                    into[name] += counts.to(into[name].device)
+                else:
+                    into[name] = counts.double().clone()
+
     def per_sample(self, n: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         spikes = {name: (c / n).tolist() for name, c in self.spikes.items()}
         return spikes, {name: (c / n).tolist() for name, c in self.sops.items()}
@@ -149,23 +243,57 @@ class _Events:
 
 @dataclass
 class _Diagnostics:
-    """Per-layer rate-vs-activation statistics and a seeded sample of pairs for plots."""
+    """Per-layer rate-vs-activation statistics and a seeded sample of pairs for plots.
+
+    Each batch's sums are kept under the batch's index and added up in index order, so
+    that the figures do not depend on which process simulated which batch."""
 
     layers: list[str]
     seed: int
-    stats: dict[str, LayerDiagnostics] = field(init=False)
+    batches: dict[str, list[tuple[int, LayerDiagnostics]]] = field(init=False)
     scatter: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.stats = {name: LayerDiagnostics() for name in self.layers}
+        self.batches = {name: [] for name in self.layers}
         self.generator = torch.Generator().manual_seed(self.seed)
 
-    def add(self, activations: dict[str, Tensor], res: BatchResult, timesteps: int) -> None:
+    @property
+    def stats(self) -> dict[str, LayerDiagnostics]:
+        """Each layer's statistics over all batches (added in batch order)."""
+        totals = {}
+        for name, rows in self.batches.items():
+            total = LayerDiagnostics()
+            for _, part in sorted(rows, key=lambda row: row[0]):
+                for key, value in dataclasses.asdict(part).items():
+                    setattr(total, key, getattr(total, key) + value)
+            totals[name] = total
+        return totals
+
+    def add(
+        self, index: int, activations: dict[str, Tensor], res: BatchResult, timesteps: int
+    ) -> None:
         for name, neuron_spikes in res.totals.items():
             rates = spike_rates(neuron_spikes, timesteps)
-            self.stats[name].update(activations[name], rates)
-            if name not in self.scatter:
+            part = LayerDiagnostics()
+            part.update(activations[name], rates)
+            self.batches[name].append((index, part))
+            if index == 0:  # the plots' sample comes from the first batch
                 self.scatter[name] = self._sample(activations[name], rates)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "batches": {
+                name: [[index, dataclasses.asdict(part)] for index, part in rows]
+                for name, rows in self.batches.items()
+            },
+            "scatter": {k: list(v) for k, v in self.scatter.items()},
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        for name, rows in state["batches"].items():
+            self.batches[name] += [(index, LayerDiagnostics(**part)) for index, part in rows]
+        for name, (a, r) in state["scatter"].items():
+            self.scatter[name] = (a, r)
 
     def _sample(self, activation: Tensor, rate: Tensor) -> tuple[Tensor, Tensor]:
         a = activation.reshape(-1).float().cpu()
@@ -207,7 +335,7 @@ def _layer_row(
     sops: dict[str, list[float]],
     stats: dict[str, Any],
     fan_outs: dict[str, Tensor],
-    diagnostics: _Diagnostics | None,
+    diagnostics: dict[str, LayerDiagnostics] | None,
 ) -> LayerRow:
     neurons = 1
     for d in node.meta.get("shape", ()):
@@ -228,7 +356,7 @@ def _layer_row(
     if node.name in fan_outs:
         row.fan_out_mean = float(fan_outs[node.name].mean())
     if diagnostics is not None:
-        d = diagnostics.stats[node.name]
+        d = diagnostics[node.name]
         row.silent_fraction = d.silent_fraction
         row.saturated_fraction = d.saturated_fraction
         row.correlation = d.correlation
@@ -252,8 +380,8 @@ def _arrays(
     """What ``arrays.safetensors`` holds besides the per-step events."""
     arrays: dict[str, Tensor] = {"labels": torch.cat(accuracy.labels).to(torch.int64)}
     arrays["ann_predictions"] = torch.cat(accuracy.ann_predictions).to(torch.int64)
-    if accuracy.predictions:
-        arrays["predictions"] = torch.cat(accuracy.predictions).to(torch.int64)
+    if accuracy.predictions and all(p is not None for p in accuracy.predictions):
+        arrays["predictions"] = torch.cat(accuracy.predictions).to(torch.int64)  # type: ignore[arg-type]
     for name, (a, r) in (diagnostics.scatter if diagnostics is not None else {}).items():
         arrays[f"scatter/{name}/activation"] = a
         arrays[f"scatter/{name}/rate"] = r
@@ -289,6 +417,58 @@ def _prepare(
     return counts, labels
 
 
+@dataclass
+class _Tallies:
+    """What an evaluation adds up, batch by batch: accuracy, events, diagnostics."""
+
+    accuracy: _Accuracy
+    events: _Events
+    diagnostics: _Diagnostics | None
+
+    def state(self) -> dict[str, Any]:
+        """Everything added so far, as CPU tensors and plain values (for a checkpoint or
+        for the other ranks)."""
+        return {
+            "accuracy": self.accuracy.state(),
+            "events": self.events.state(),
+            "diagnostics": self.diagnostics.state() if self.diagnostics else None,
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        self.accuracy.absorb(state["accuracy"])
+        self.events.absorb(state["events"])
+        if self.diagnostics is not None and state["diagnostics"] is not None:
+            self.diagnostics.absorb(state["diagnostics"])
+
+
+def network_digest(network: SpikingNetwork) -> str:
+    """sha256 of the converted network's layers, thresholds and scales (a checkpoint's
+    fingerprint: a resumed run must simulate the same network)."""
+    h = hashlib.sha256()
+    for node in network.graph.nodes:
+        h.update(f"{node.name}|{node.op!r}|{node.meta.get('scale')}".encode())
+    return h.hexdigest()
+
+
+def _fingerprint(
+    network: SpikingNetwork, data: object, timesteps: int, config: Config, diagnostics: bool
+) -> dict[str, Any]:
+    """What a checkpoint's run must share with the evaluation resuming it, besides what
+    the caller put in the :class:`~snnconv.checkpoint.Checkpoint`."""
+    options = {k: v for k, v in config.to_dict().items() if k != "threads"}
+    return json.loads(
+        json.dumps(
+            {
+                "timesteps": timesteps,
+                "samples": _samples(data),
+                "network": network_digest(network),
+                "evaluation": {"config": options, "diagnostics": diagnostics},
+            },
+            default=str,
+        )
+    )
+
+
 def run_evaluation(
     network: SpikingNetwork,
     data: object,
@@ -299,9 +479,12 @@ def run_evaluation(
     record_spikes: bool = True,
     diagnostics: bool = False,
     calibration: object = None,
+    checkpoint: Checkpoint | None = None,
 ) -> EvaluationResult:
     """Evaluate a converted network (see :func:`snnconv.evaluate`); ``calibration`` tunes
-    the early exit's rule where it is on and not given."""
+    the early exit's rule where it is on and not given; ``checkpoint`` saves the progress
+    (and resumes from it). Under an initialised process group each rank simulates its
+    shard of the batches and every rank returns the merged result."""
     counts, labels_checked = _prepare(network, data, timesteps, config, record_spikes)
     device = config.resolved_device()
     fan_outs = {s.name: s.fan_out for s in counts.sources} if counts is not None else {}
@@ -315,14 +498,29 @@ def run_evaluation(
         readout=config.readout,
         fan_out=fan_outs if counts is not None else None,
     )
-    accuracy, events = _Accuracy(timesteps, device), _Events()
     diag = _Diagnostics(network.spiking_layers, config.seed) if diagnostics else None
+    tallies = _Tallies(_Accuracy(timesteps, device), _Events(), diag)
+    fingerprint = _fingerprint(network, data, timesteps, config, diagnostics)
+    restored = checkpoint.restore(fingerprint) if checkpoint is not None else None
+    if restored is not None:
+        tallies.absorb(restored)
+    done = set(tallies.accuracy.batches)
+    if checkpoint is not None:
+        checkpoint.restored = (len(done), tallies.accuracy.samples)
     classes = num_classes(network.graph)
     start = time.perf_counter()
+    parallel = distributed.world().parallel
     bar = tqdm(
-        total=_samples(data), disable=not progress, unit="sample", desc=f"simulating T={timesteps}"
+        total=None if parallel else _samples(data),
+        initial=tallies.accuracy.samples,
+        disable=not (progress and distributed.is_main()),
+        unit="sample",
+        desc=f"simulating T={timesteps}",
     )
-    for index, (x, y) in enumerate(labelled_batches(data, config.batch_size)):
+    mine = indexed_batches(
+        data, config.batch_size, lambda i: distributed.shard(i) and i not in done
+    )
+    for index, x, y in mine:
         if labels_checked is None:
             check_labels(y, classes)
         x, y = x.to(device, torch.float32), y.to(device)
@@ -334,12 +532,22 @@ def run_evaluation(
                 record_rates=bool(diag),
             )  # fmt: skip
         with phase("results"):
-            accuracy.add(y, out, res)
-            events.add(res)
+            tallies.accuracy.add(index, y, out, res)
+            tallies.events.add(res)
             if diag is not None:
-                diag.add(activations, res, timesteps)
+                diag.add(index, activations, res, timesteps)
         bar.update(x.shape[0])
+        if checkpoint is not None and checkpoint.due():
+            with phase("saving"):
+                checkpoint.save(tallies.state, fingerprint)
     bar.close()
+    if checkpoint is not None and checkpoint.saved:
+        with phase("saving"):
+            checkpoint.save(tallies.state, fingerprint)  # this rank is done
+    if parallel:
+        with phase("results"):
+            tallies = _merged(tallies, timesteps, device, network.spiking_layers, config.seed)
+    accuracy, events, diag = tallies.accuracy, tallies.events, tallies.diagnostics
     if accuracy.samples == 0:
         raise DataError("evaluation data is empty: pass at least one labelled sample")
     seconds = time.perf_counter() - start
@@ -351,6 +559,57 @@ def run_evaluation(
         with phase("early exit"):
             result.early_exit = _early_exit(sim, data, timesteps, config, calibration, counts)
     return result
+
+
+def _merged(
+    tallies: _Tallies, timesteps: int, device: Any, layers: list[str], seed: int
+) -> _Tallies:
+    """Every rank's tallies added up (the same on every rank)."""
+    merged = _Tallies(
+        _Accuracy(timesteps, device),
+        _Events(),
+        _Diagnostics(layers, seed) if tallies.diagnostics is not None else None,
+    )
+    for state in distributed.all_gather(tallies.state()):
+        merged.absorb(state)
+    return merged
+
+
+def auto_batch_size(
+    network: SpikingNetwork,
+    data: object,
+    timesteps: int,
+    config: Config,
+    log: Callable[[str], object] = print,
+) -> int:
+    """The largest batch that fits (``--batch-size auto``).
+
+    On the CPU, from the run's memory estimate (:func:`~snnconv.sim.memory.estimate_memory`)
+    against the memory available, shared among the ranks of a node; on CUDA, from the
+    estimate against the device's free memory, then tried on the first batch and halved
+    (with a message) until it does not run out of memory. The ranks of a data-parallel
+    run take the smallest of their choices, so that batch indices agree.
+    """
+    device = config.resolved_device()
+    chunk = config.chunk or default_chunk(device)
+    samples = _samples(data)
+    sources = 2 * len(network.spiking_layers) + 1
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        start = largest_batch(network.graph, timesteps, chunk, sources, free, samples, 0.8)
+        _, x, y = next(indexed_batches(data, start))
+        sim = Simulator(
+            network.graph, device=device, chunk=config.chunk, precision=config.precision,
+            input_encoding=config.input_encoding, seed=config.seed, readout=config.readout,
+        )  # fmt: skip
+        x, y = x.to(device, torch.float32), y.to(device)
+        steps = min(timesteps, 2 * chunk)
+        batch = probe_batch_size(lambda b: sim.run(x[:b], y[:b], steps), x.shape[0], log)
+    else:
+        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        available = (available_memory() or 1 << 30) // max(1, ranks_here)
+        batch = largest_batch(network.graph, timesteps, chunk, sources, available, samples)
+    return int(min(distributed.all_gather(batch)))
 
 
 def _exit_rule(sim: Simulator, timesteps: int, config: Config, calibration: object) -> ExitRule:
@@ -383,14 +642,18 @@ def _early_exit(
     rule = _exit_rule(sim, timesteps, config, calibration)
     start = time.perf_counter()
     steps, correct1, correct5, sops = [], 0, 0, 0.0
-    for index, (x, y) in enumerate(labelled_batches(data, config.batch_size)):
+    for index, x, y in indexed_batches(data, config.batch_size, distributed.shard):
         batch = run_early_exit(sim, x, y, timesteps, rule, batch_index=index)
-        steps.append(batch.steps)
+        steps.append((index, batch.steps.cpu()))
         correct1 += batch.correct_top1
         correct5 += batch.correct_top5
         sops += sum(batch.sops.values())
+    parts = distributed.all_gather((steps, correct1, correct5, sops))
+    steps = sorted(s for part in parts for s in part[0])
+    correct1, correct5 = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    sops = sum(p[3] for p in parts)
     seconds = time.perf_counter() - start
-    exits = torch.cat(steps)
+    exits = torch.cat([s for _, s in steps])
     n = exits.numel()
     input_macs = float(counts.input_macs_total) if counts is not None else 0.0
     return {
@@ -431,8 +694,9 @@ def _result(
     info = network.info
     stats = info.get("stats", {})
     fan_outs = {s.name: s.fan_out for s in counts.sources} if counts is not None else {}
+    diag_stats = diag.stats if diag is not None else None
     layers = [
-        _layer_row(node, timesteps, spikes, sops, stats, fan_outs, diag).to_dict()
+        _layer_row(node, timesteps, spikes, sops, stats, fan_outs, diag_stats).to_dict()
         for node in network.graph.nodes
         if isinstance(node.op, SPIKING_OPS)
     ]

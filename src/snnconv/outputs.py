@@ -31,7 +31,9 @@ from pathlib import Path
 from snnconv.errors import ConfigError
 
 __all__ = [
+    "CHECKPOINT_DIR",
     "KILL_POINT_VAR",
+    "KILL_RANK_VAR",
     "OutputDirectory",
     "OutputError",
     "atomic_write",
@@ -42,8 +44,14 @@ __all__ = [
     "missing_run_hint",
 ]
 
+#: The folder of a run directory where an unfinished evaluation keeps its progress.
+CHECKPOINT_DIR = "checkpoint"
+
 #: Environment variable naming a point of :func:`kill_point` (tests: SIGKILL there).
 KILL_POINT_VAR = "SNNCONV_TEST_KILL_AT"
+
+#: With :data:`KILL_POINT_VAR`: kill only the process of this rank (data-parallel tests).
+KILL_RANK_VAR = "SNNCONV_TEST_KILL_RANK"
 
 
 class OutputError(ConfigError):
@@ -57,6 +65,9 @@ def kill_point(name: str) -> None:
     directory never holds a mix of two runs. Costs one dictionary lookup.
     """
     if os.environ.get(KILL_POINT_VAR) == name:
+        rank = os.environ.get(KILL_RANK_VAR)
+        if rank is not None and rank != os.environ.get("RANK", "0"):
+            return
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
@@ -143,6 +154,8 @@ class OutputDirectory:
         path: The destination directory.
         overwrite: Replace an existing non-empty destination whole.
         option: The option that named it, for messages.
+        resume: Accept a destination that holds only the checkpoint of an unfinished
+            run (``checkpoint/``), to continue it.
     """
 
     def __init__(
@@ -151,9 +164,11 @@ class OutputDirectory:
         *,
         overwrite: bool = False,
         option: str = "--out",
+        resume: bool = False,
     ) -> None:
         self.path = Path(path).expanduser()
         self.overwrite = overwrite
+        self.resume = resume
         self.option = option
         self._lock_fd: int | None = None
         self._staging: Path | None = None
@@ -231,11 +246,26 @@ class OutputDirectory:
             raise OutputError(
                 f"{self.option} {self.path} is a file, not a directory. Choose a directory."
             )
-        if self.path.is_dir() and any(self.path.iterdir()) and not self.overwrite:
+        entries = {p.name for p in self.path.iterdir()} if self.path.is_dir() else set()
+        if not entries or self.overwrite:
+            return
+        if entries == {CHECKPOINT_DIR}:
+            if self.resume:
+                return
             raise OutputError(
-                f"{self.option} {self.path} already holds files. Choose a new directory, or "
-                "pass --overwrite to replace it whole."
+                f"{self.option} {self.path} holds the checkpoint of an unfinished run. Pass "
+                "--resume to continue it (with the same model, data and options), or "
+                "--overwrite to start over."
             )
+        if self.resume and "results.json" in entries:
+            raise OutputError(
+                f"{self.option} {self.path} holds a finished run: there is nothing to resume. "
+                "Choose a new directory, or pass --overwrite to run again."
+            )
+        raise OutputError(
+            f"{self.option} {self.path} already holds files. Choose a new directory, or "
+            "pass --overwrite to replace it whole."
+        )
 
     def _recover(self) -> None:
         """Finish what a killed run left: restore an interrupted swap, drop stale staging."""

@@ -36,6 +36,7 @@ from snnconv.cli.commands import (
 from snnconv.cli.config_file import merge_config_file
 from snnconv.cli.finetune import add_finetune_command
 from snnconv.cli.options import (
+    add_checkpoint_options,
     add_config_options,
     add_data_options,
     add_model_options,
@@ -94,6 +95,7 @@ def _model_command(sub: Any, name: str, help_text: str, evaluation: bool) -> Non
     add_config_options(p, ("conversion", "execution", "operations and report"))
     add_data_options(p, evaluation=evaluation)
     if evaluation:
+        add_checkpoint_options(p)
         add_report_option(p)
     p.set_defaults(func=cmd_run, parser=p)
 
@@ -207,24 +209,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    quiet = _quiet_rank(rank)
     try:
         _finish(args)
         return int(args.func(args))
     except SnnconvError as error:
-        message = textwrap.fill(
-            str(error), width=100, break_long_words=False, break_on_hyphens=False
-        )
-        print(f"snnconv: error: {message}", file=sys.stderr)
+        if rank == 0 or not getattr(error, "shared", False):  # a shared error: rank 0 says it
+            message = textwrap.fill(
+                str(error), width=100, break_long_words=False, break_on_hyphens=False
+            )
+            prefix = f"[rank {rank}] " if rank else ""
+            print(f"{prefix}snnconv: error: {message}", file=sys.__stderr__ if rank else sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print("snnconv: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
         if args.debug:
-            traceback.print_exc()
+            traceback.print_exc(file=sys.__stderr__)
+        prefix = f"[rank {rank}] " if rank else ""
         print(
-            f"snnconv: internal error: {type(error).__name__}: {error}"
+            f"{prefix}snnconv: internal error: {type(error).__name__}: {error}"
             + ("" if args.debug else " (run with --debug for the traceback)"),
-            file=sys.stderr,
+            file=sys.__stderr__ if rank else sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        quiet.close()
+        _leave_process_group()
+
+
+class _quiet_rank:
+    """Ranks other than 0 of a data-parallel job print nothing but their own errors."""
+
+    def __init__(self, rank: int):
+        self.saved = None
+        if rank != 0 and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            self.saved = (sys.stdout, sys.stderr)
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+    def close(self) -> None:
+        if self.saved is not None:
+            sys.stdout.close()
+            sys.stdout, sys.stderr = self.saved
+            self.saved = None
+
+
+def _leave_process_group() -> None:
+    """End the torch.distributed group this command joined, if any."""
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ def _load_data(
     from snnconv.data import (
         EMBEDDED,
         EmbeddedSampleWarning,
+        ImageFiles,
         dataset_name,
         embedded_notice,
         load_dataset,
@@ -63,7 +65,9 @@ def _load_data(
 
     with python_warnings.catch_warnings(), phase("data"):
         python_warnings.simplefilter("ignore", EmbeddedSampleWarning)
-        image_size = getattr(args, "image_size", None) if spec.startswith("imagefolder:") else None
+        images = spec.startswith("imagefolder:")
+        size = getattr(args, "image_size", None)
+        crop = getattr(args, "crop", None) or size
         data = load_dataset(
             spec,
             split,
@@ -71,8 +75,15 @@ def _load_data(
             limit=limit,
             mean=getattr(args, "mean", None),
             std=getattr(args, "std", None),
-            image_size=image_size,
+            image_size=crop if images else None,
+            resize=(getattr(args, "resize", None) or size) if images else None,
+            labels=getattr(args, "labels", None)
+            if spec == getattr(args, "dataset", None)
+            else None,
+            workers=getattr(args, "workers", None) or 0 if images else 0,
         )
+        if isinstance(data, ImageFiles) and getattr(args, "workers", None) is None:  # by size
+            data.workers = min(4, os.cpu_count() or 1) if len(data) >= 512 else 0
     if data.source == EMBEDDED:
         notice = embedded_notice(spec, split, len(data))
         print(f"note: {notice}", file=sys.stderr)
@@ -183,12 +194,20 @@ def _resimulated(args: argparse.Namespace, network: Any) -> tuple[Any, Config]:
     return dataclasses.replace(network, graph=graph, config=config, info=info), config
 
 
-def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
+def _evaluate(
+    args: argparse.Namespace,
+    network: Any,
+    config: Config,
+    checkpoint: Any = None,
+    auto_batch: bool = False,
+) -> Any:
     import snnconv
     from snnconv.data import dataset_name
 
     warnings: list[str] = []
     data = _load_data(args.dataset, args.split, args, warnings, limit=args.limit)
+    if auto_batch:
+        config = _auto_batch(args, network, data, config, checkpoint)
     if config.batch_size > len(data):
         print(
             f"note: --batch-size {config.batch_size:,} is larger than the {len(data):,} "
@@ -206,8 +225,12 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
         progress=_progress(args),
         diagnostics=True,
         calibration=calibration,
+        checkpoint=checkpoint,
     )
     result.warnings += [w for w in warnings if w not in result.warnings]
+    if checkpoint is not None and checkpoint.restored[0]:
+        batches, samples = checkpoint.restored
+        print(f"resumed: {batches:,} batches ({samples:,} samples) came from the checkpoint")
     from snnconv.cli.finetune import ann_original
 
     result.ann_original = ann_original(str(args.model), data, config.batch_size)
@@ -236,10 +259,13 @@ def _evaluate(args: argparse.Namespace, network: Any, config: Config) -> Any:
 
 def _write_run(args: argparse.Namespace, out: Any, network: Any, result: Any | None = None) -> None:
     """Write a run's files into the staging directory, then put them in place together:
-    results.json and arrays.safetensors, the network, config.toml, and report.html."""
+    results.json and arrays.safetensors, the network, config.toml, and report.html.
+    (Nothing on ranks other than 0 of a data-parallel job: ``out`` is None there.)"""
     import snnconv
     from snnconv.outputs import kill_point
 
+    if out is None:
+        return
     staging = out.staging
     with phase("saving"):
         if result is not None:
@@ -267,10 +293,52 @@ def _write_run(args: argparse.Namespace, out: Any, network: Any, result: Any | N
 
 
 def _output(args: argparse.Namespace, replace: bool = False) -> Any:
-    """The command's output directory, checked and locked when entered (before any work)."""
+    """The command's output directory, checked and locked when entered (before any work).
+    In a data-parallel job only rank 0 checks, locks and writes it; its verdict is
+    shared, so that a bad ``--out`` ends every rank with the same error."""
     from snnconv.outputs import OutputDirectory
 
-    return OutputDirectory(args.out, overwrite=args.overwrite or replace)
+    out = OutputDirectory(
+        args.out, overwrite=args.overwrite or replace, resume=getattr(args, "resume", False)
+    )
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        return out
+    return _RankOutput(out)
+
+
+class _RankOutput:
+    """An :class:`~snnconv.outputs.OutputDirectory` entered by rank 0 of a data-parallel
+    job; the other ranks get None (they write nothing)."""
+
+    def __init__(self, out: Any):
+        self.out = out
+
+    def __enter__(self) -> Any:
+        from snnconv import distributed
+        from snnconv.errors import SnnconvError
+        from snnconv.outputs import OutputError
+
+        main = distributed.is_main()
+        message = None
+        if main:
+            try:
+                self.out.__enter__()
+            except SnnconvError as error:
+                message = str(error)
+                distributed.broadcast(message)
+                raise
+        message = distributed.broadcast(message)
+        if message is not None:
+            shared = OutputError(message)
+            shared.shared = True  # type: ignore[attr-defined]
+            raise shared
+        return self.out if main else None
+
+    def __exit__(self, *exc: object) -> None:
+        from snnconv import distributed
+
+        if distributed.is_main():
+            self.out.__exit__(*exc)
 
 
 def _print_flow(config: Config) -> int:
@@ -289,7 +357,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_flow(config_from(args))
     evaluating = args.command != "convert"
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        from snnconv import distributed
+
+        world = distributed.init_from_env(str(getattr(args, "device", "auto")))
+        if world.backend == "nccl" and getattr(args, "device", "auto") in ("auto", "cuda"):
+            args.device = f"cuda:{world.local_rank}"
+        print(f"data-parallel: {world.size} processes ({world.backend})")
+    auto_batch = getattr(args, "batch_size", None) == "auto"
+    if auto_batch:
+        del args.batch_size  # conversion takes the default; the evaluation, the one that fits
     with _output(args) as out:
+        if evaluating and getattr(args, "resume", False):
+            _checkpoint(args).verify()  # a different run is refused before any work
         with phase("import"):
             import snnconv.api  # noqa: F401  (torch and the converter)
             from snnconv.network import SpikingNetwork
@@ -302,9 +382,65 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             network = _convert(args, model, config)
             config = network.config  # with the techniques --target-timesteps chose
-        result = _evaluate(args, network, config) if evaluating else None
+        checkpoint = _checkpoint(args) if evaluating else None
+        result = _evaluate(args, network, config, checkpoint, auto_batch) if evaluating else None
         _write_run(args, out, network, result)
     return EXIT_OK
+
+
+def _auto_batch(
+    args: argparse.Namespace, network: Any, data: Any, config: Config, checkpoint: Any
+) -> Config:
+    """``--batch-size auto``: the batch of the checkpoint being resumed, or the largest
+    that fits in memory."""
+    from snnconv.evaluation import auto_batch_size
+
+    resumed = checkpoint.saved_option("batch_size") if checkpoint is not None else None
+    if resumed is not None:
+        print(f"batch size: {resumed:,} (that of the run being resumed)")
+        return config.replace(batch_size=int(resumed))
+    batch = auto_batch_size(
+        network, data, args.timesteps, config, log=lambda m: print(m, file=sys.stderr)
+    )
+    print(f"batch size: {batch:,} (auto: the largest that fits in memory)")
+    return config.replace(batch_size=batch)
+
+
+def _checkpoint(args: argparse.Namespace) -> Any:
+    """Where and how often the evaluation saves its progress (``--out/checkpoint``), and
+    the run's fingerprint: what a resumed run must share with it."""
+    from snnconv.checkpoint import Checkpoint, file_digest
+    from snnconv.outputs import CHECKPOINT_DIR
+
+    def digest(path: Any) -> str | None:
+        return file_digest(path) if path is not None and Path(path).exists() else None
+
+    options = {k: v for k, v in config_from(args).to_dict().items() if k != "threads"}
+    fingerprint = {
+        "model": str(args.model),
+        "model_sha256": digest(args.model),
+        "weights_sha256": digest(args.weights),
+        "data": {
+            "dataset": args.dataset,
+            "split": args.split,
+            "limit": args.limit,
+            "calibration": args.calibration,
+            "mean": args.mean,
+            "std": args.std,
+            "image_size": args.image_size,
+            "resize": args.resize,
+            "crop": args.crop,
+            "labels": args.labels,
+            "labels_sha256": digest(args.labels),
+        },
+        "options": options,
+    }
+    return Checkpoint(
+        Path(args.out).expanduser() / CHECKPOINT_DIR,
+        every=args.checkpoint_every,
+        fingerprint=fingerprint,
+        resume=args.resume,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from snnconv.modes import NirPooling, NirSubstitute
 
 __all__ = [
     "RUN_DEFAULTS",
+    "add_checkpoint_options",
     "add_config_options",
     "add_data_options",
     "add_model_options",
@@ -37,6 +38,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     "mean": None,
     "std": None,
     "image_size": None,
+    "resize": None,
+    "crop": None,
+    "labels": None,
+    "workers": None,
     "calibration": None,
     "weights": None,
     "random_weights": False,
@@ -49,6 +54,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "train": False,
     "pooling": NirPooling.AVERAGE.value,
     "substitute": [],
+    "resume": False,
+    "checkpoint_every": "10m",
 }
 
 
@@ -73,7 +80,25 @@ def _add_option(group: Any, name: str, option: Option, default: Any) -> None:
     else:
         kwargs["type"] = option.kind
         kwargs["metavar"] = option.metavar
+    if name == "batch_size":
+        kwargs["type"], kwargs["metavar"] = _batch_size, "N|auto"
+        kwargs["help"] = help_text.replace(" (default", ", or auto: the largest that fits (default")
     group.add_argument(flag(name), **kwargs)
+
+
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a positive number, or ``auto`` (chosen from the memory)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or auto, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value}")
+    return value
 
 
 def add_config_options(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
@@ -175,6 +200,29 @@ def add_data_options(parser: argparse.ArgumentParser, evaluation: bool) -> None:
         metavar="N",
         help="imagefolder datasets: resize the shorter side to N and centre-crop N×N",
     )
+    g.add_argument(
+        "--resize",
+        type=int,
+        metavar="N",
+        help="imagefolder datasets: resize the shorter side to N before the crop (ImageNet: "
+        "--resize 256 --crop 224)",
+    )
+    g.add_argument(
+        "--crop", type=int, metavar="N", help="imagefolder datasets: centre-crop N×N pixels"
+    )
+    g.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="imagefolder datasets in the ImageNet validation layout (one flat folder): the "
+        "class of each image, one 'filename,class_index' or 'filename wnid' per line",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="imagefolder datasets: processes decoding images in parallel (default: up to 4 "
+        "for 512 images or more, else 0: the main process)",
+    )
 
 
 def add_out_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -195,6 +243,23 @@ def add_out_option(parser: argparse.ArgumentParser, default: str | None = None) 
         "--progress",
         action=argparse.BooleanOptionalAction,
         help="progress bars (default: when stderr is a terminal)",
+    )
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--checkpoint-every``."""
+    g = parser.add_argument_group("long runs")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run whose checkpoint --out holds (the same model, data, "
+        "options and number of processes); without a checkpoint, start from the beginning",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        metavar="N|TIME",
+        help="save the evaluation's progress in --out/checkpoint every N batches or TIME "
+        "(90s, 10m, 1h; 0: never; default: 10m)",
     )
 
 

@@ -3,12 +3,14 @@ image folders, and ``.npz`` files.
 
 Every loader returns a :class:`LoadedDataset` (a ``torch.utils.data.TensorDataset``)
 of float32 images ``[N, C, H, W]`` scaled to [0, 1] and int64 labels, which records
-where it was read from. Fashion-MNIST falls back to a sample embedded in the
+where it was read from; image folders return an :class:`ImageFiles`, which decodes
+each image when it is read. Fashion-MNIST falls back to a sample embedded in the
 package where the full set is not installed (:mod:`snnconv.data.embedded`).
 """
 
 from __future__ import annotations
 
+from snnconv.data.folders import ImageFiles
 from snnconv.data.registry import (
     DATASETS,
     EMBEDDED,
@@ -26,6 +28,7 @@ __all__ = [
     "DATASETS",
     "EMBEDDED",
     "EmbeddedSampleWarning",
+    "ImageFiles",
     "LoadedDataset",
     "calibration_subset",
     "data_source",

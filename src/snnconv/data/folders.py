@@ -8,27 +8,38 @@ serves both splits.
 
 Images are decoded with Pillow (``pip install 'snnconv[images]'``),
 converted to RGB as torchvision's default loader does, optionally resized
-(shorter side) and centre-cropped, and loaded eagerly into memory. This is
-meant for evaluation subsets: a large folder such as the ImageNet validation
-set (50,000 images, about 30 GB as float32 at 224x224) needs ``limit``.
+(shorter side) and centre-cropped. :class:`ImageFiles` decodes them lazily,
+one at a time when a batch asks for it (``load_dataset("imagefolder:PATH")``
+returns one; a ``DataLoader`` with workers decodes in parallel), so a folder
+such as the ImageNet validation set (50,000 images, about 30 GB as float32 at
+224x224) is never held in memory; :func:`load_image_folder` loads a split
+eagerly as arrays.
+
+The ImageNet validation layout, all images in one folder with a labels file,
+is read with :func:`read_labels_file` (``labels=FILE``).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from snnconv.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ImageFiles",
     "find_classes",
     "has_split_folders",
     "list_images",
     "load_image_folder",
+    "read_labels_file",
     "split_folder",
 ]
 
@@ -253,33 +264,170 @@ def load_image_folder(
         resize = image_size
     arrays: list[np.ndarray] = []
     for path, _ in samples:
-        try:
-            with image_module.open(path) as opened:
-                image = _decoded(opened, image_module, path)
-        except (OSError, ValueError, image_module.DecompressionBombError) as exc:
-            raise DataError(
-                f"{path}: cannot decode the image ({exc}). Remove or replace the file."
-            ) from exc
-        try:
-            image = _resize_crop(image, resize, image_size, image_module)
-        except DataError as exc:
-            raise DataError(f"{path}: {exc}") from exc
-        array = np.asarray(image)
-        if array.ndim == 2:  # a high-bit-depth grey image, in [0, 1]: grey to RGB
-            array = np.repeat(array[:, :, None], 3, axis=2)
+        array = decode_image(path, resize, image_size, image_module)
         if arrays and array.shape != arrays[0].shape:
-            raise DataError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]} but "
-                f"{samples[0][0]} is {arrays[0].shape[1]}x{arrays[0].shape[0]}. Pass "
-                "image_size (e.g. load_dataset(..., image_size=224)) to resize and crop "
-                "every image to one size."
-            )
+            raise DataError(_size_mismatch(path, array, samples[0][0], arrays[0]))
         arrays.append(array)
     if any(a.dtype != np.uint8 for a in arrays):  # some images had more than 8 bits
         arrays = [a / np.float32(255) if a.dtype == np.uint8 else a for a in arrays]
     images = np.stack(arrays).transpose(0, 3, 1, 2).copy()
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
     return images, labels
+
+
+def _size_mismatch(path: Path, array: np.ndarray, first: Path, first_array: np.ndarray) -> str:
+    return (
+        f"{path}: image is {array.shape[1]}x{array.shape[0]} but {first} is "
+        f"{first_array.shape[1]}x{first_array.shape[0]}. Pass image_size (--image-size, or "
+        "--resize and --crop) to resize and crop every image to one size."
+    )
+
+
+def decode_image(
+    path: Path, resize: int | None, crop: int | None, image_module: Any = None
+) -> np.ndarray:
+    """One image as an ``[H, W, 3]`` array: uint8, or float32 in [0, 1] for grey images of
+    more than 8 bits; its shorter side resized to ``resize``, then centre-cropped to
+    ``crop`` x ``crop`` (where given).
+
+    Raises:
+        DataError: The file cannot be decoded or is smaller than the crop (naming it).
+    """
+    image_module = image_module or _require_pillow()
+    try:
+        with image_module.open(path) as opened:
+            image = _decoded(opened, image_module, path)
+    except (OSError, ValueError, image_module.DecompressionBombError) as exc:
+        raise DataError(
+            f"{path}: cannot decode the image ({exc}). Remove or replace the file."
+        ) from exc
+    try:
+        image = _resize_crop(image, resize, crop, image_module)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    array = np.asarray(image)
+    if array.ndim == 2:  # a high-bit-depth grey image, in [0, 1]: grey to RGB
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return array
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Labelled image files decoded on demand: ``(x, y)`` with ``x`` a float32
+    ``[3, H, W]`` tensor (``scale`` applied to the ``[1, 3, H, W]`` array: scaling to
+    [0, 1] and normalisation) and ``y`` the label.
+
+    Nothing but the file list is held: memory does not grow with the number of
+    images. The first image is decoded when the dataset is made, to know the size
+    every other image must have (and to check the scaling against its channels).
+
+    Args:
+        samples: ``(path, label)`` pairs in load order.
+        resize: Shorter side after resizing (None: as stored).
+        crop: Side of the centre crop (None: none).
+        scale: Maps a ``[1, 3, H, W]`` array (uint8 or float32) to float32.
+        source: Where the images were read from.
+        workers: Loader processes that decode batches in parallel when the
+            evaluation reads this dataset (0: in the main process).
+
+    Attributes:
+        targets: All labels, as an int64 tensor.
+    """
+
+    def __init__(
+        self,
+        samples: list[tuple[Path, int]],
+        resize: int | None,
+        crop: int | None,
+        scale: Callable[[np.ndarray], np.ndarray],
+        source: str | None = None,
+        workers: int = 0,
+    ) -> None:
+        if not samples:
+            raise DataError(f"{source}: no images to load.")
+        self.samples = samples
+        self.resize, self.crop, self.scale = resize, crop, scale
+        self.source = source
+        self.workers = workers
+        self.origin = None
+        self.targets = torch.tensor([label for _, label in samples], dtype=torch.int64)
+        self._first = decode_image(samples[0][0], resize, crop)
+        scale(self._first.transpose(2, 0, 1)[None])  # a wrong mean/std fails now
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.samples[index][0]
+        array = decode_image(path, self.resize, self.crop)
+        if array.shape != self._first.shape:
+            raise DataError(_size_mismatch(path, array, self.samples[0][0], self._first))
+        if array.dtype != np.uint8 and self._first.dtype == np.uint8:
+            array = array.astype(np.float32)  # a deep image among 8-bit ones: in [0, 1]
+        elif array.dtype == np.uint8 and self._first.dtype != np.uint8:
+            array = array / np.float32(255)
+        x = self.scale(np.ascontiguousarray(array.transpose(2, 0, 1))[None])[0]
+        return torch.from_numpy(np.ascontiguousarray(x)), self.targets[index]
+
+
+_WNID = re.compile(r"^n\d{8}$")
+
+
+def read_labels_file(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+) -> list[tuple[Path, int]]:
+    """The images of a flat folder (the ImageNet validation layout) with their labels.
+
+    Each line of ``labels`` names one image and its class, separated by a comma or
+    spaces; the image's extension may be left out. Accepted forms:
+
+    * ``filename,class_index`` or ``filename class_index``: the index as the model
+      counts classes (torchvision's ImageNet models: the sorted-wnid order);
+    * ``filename wnid`` or ``filename,wnid ...`` (e.g. ``LOC_val_solution.csv``,
+      whose first wnid is taken): the label is the wnid's position among the sorted
+      wnids of the file (torchvision's order when all 1,000 classes occur).
+
+    A first line that is a header (``ImageId,PredictionString``) is skipped. Images
+    are listed in the file's order.
+
+    Raises:
+        DataError: A line that cannot be read, a class missing, an image missing
+            (each naming the line), or a mix of the two forms.
+    """
+    folder, table = Path(images).expanduser(), Path(labels).expanduser()
+    _check_root(folder)
+    try:
+        lines = table.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"labels file {table}: cannot read it ({error}).") from None
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    stems = {p.stem: p for p in files.values()}
+    rows: list[tuple[int, Path, str]] = []
+    for number, line in enumerate(lines, 1):
+        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        if not fields:
+            continue
+        if len(fields) < 2 or not (fields[1].isdigit() or _WNID.match(fields[1])):
+            if number == 1:
+                continue  # a header
+            raise DataError(
+                f"labels file {table}, line {number}: expected 'filename,class_index' or "
+                f"'filename wnid', got {line.strip()!r}."
+            )
+        path = files.get(fields[0]) or stems.get(fields[0])
+        if path is None:
+            raise DataError(
+                f"labels file {table}, line {number}: image {fields[0]!r} is not in {folder}."
+            )
+        rows.append((number, path, fields[1]))
+    if not rows:
+        raise DataError(f"labels file {table}: no 'filename,class' lines found.")
+    wnids = {c for _, _, c in rows if not c.isdigit()}
+    if wnids and len(wnids) != len({c for _, _, c in rows}):
+        raise DataError(
+            f"labels file {table}: mixes class indices and wnids; use one form throughout."
+        )
+    order = {w: i for i, w in enumerate(sorted(wnids))}
+    return [(path, order[c] if wnids else int(c)) for _, path, c in rows]
 
 
 #: Pillow modes of grey images with more than 8 bits, and the value of full white.

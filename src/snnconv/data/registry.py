@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset, TensorDataset
 from snnconv.data.cifar import find_cifar10, load_cifar10_split
 from snnconv.data.digits import load_digits_split
 from snnconv.data.embedded import SampleOrigin, draw_indices, embedded_dir, embedded_origin
-from snnconv.data.folders import has_split_folders, load_image_folder
+from snnconv.data.folders import ImageFiles, has_split_folders, list_images, read_labels_file
 from snnconv.data.idx import find_idx_files, load_idx_split
 from snnconv.data.npz import load_npz
 from snnconv.errors import DataError
@@ -240,8 +241,11 @@ def load_dataset(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     image_size: int | None = None,
-) -> LoadedDataset:
-    """Load a dataset as tensors.
+    resize: int | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    workers: int = 0,
+) -> LoadedDataset | ImageFiles:
+    """Load a dataset as tensors (image folders: as files decoded when read).
 
     Known specs: ``fashion-mnist`` and ``mnist`` (IDX files, searched in
     ``data_dir``, ``$SNNCONV_DATA``, ``/usr/share/datasets/<name>`` and
@@ -249,8 +253,10 @@ def load_dataset(
     ``cifar-10-python.tar.gz``, searched in the same places with
     ``cifar10`` as the name; see :func:`snnconv.data.cifar.find_cifar10`),
     ``digits`` (scikit-learn's 8x8 digits with a fixed 1,437/360 split),
-    ``imagefolder:PATH`` (one sub-folder of images per class, decoded with
-    Pillow and loaded eagerly; see :mod:`snnconv.data.folders`), and
+    ``imagefolder:PATH`` (one sub-folder of images per class, or with
+    ``labels`` a flat folder and a labels file; decoded with Pillow one image at
+    a time when read: an :class:`~snnconv.data.folders.ImageFiles`, see
+    :mod:`snnconv.data.folders`), and
     ``npz:PATH`` (arrays ``x`` and ``y``; the same file serves every split).
     See :func:`snnconv.data.idx.data_search` for the order of the places searched.
 
@@ -268,8 +274,16 @@ def load_dataset(
         std: Per-channel standard deviation (1 value or one per channel),
             all > 0, divided by after subtracting ``mean``.
         image_size: For ``imagefolder:`` only: resize each image's shorter
-            side to ``image_size``, then centre-crop it to ``image_size`` x
-            ``image_size``. Without it, every image must have the same size.
+            side to ``image_size`` (or ``resize``), then centre-crop it to
+            ``image_size`` x ``image_size``. Without it, every image must have
+            the same size.
+        resize: For ``imagefolder:``: the shorter side before the crop
+            (torchvision's ImageNet evaluation: ``resize=256, image_size=224``).
+        labels: For ``imagefolder:``: a labels file naming the class of each
+            image of a flat folder (the ImageNet validation layout; see
+            :func:`~snnconv.data.folders.read_labels_file`).
+        workers: For ``imagefolder:``: loader processes that decode batches in
+            parallel during an evaluation (0: the main process).
 
     Fashion-MNIST falls back to the sample embedded in the package (the first
     2,000 test images and the 1,000 training images of the default
@@ -292,12 +306,15 @@ def load_dataset(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise DataError(f"limit must be a positive integer, got {limit!r}.")
     name, path = _parse(spec)
-    if image_size is not None and name != "imagefolder":
-        raise DataError(
-            f"image_size applies to imagefolder:PATH datasets only, not {dataset_name(spec)!r}; "
-            "leave it unset."
-        )
-    raw = _read(name, path, split, data_dir, image_size, limit)
+    for option, value in (("image_size", image_size), ("resize", resize), ("labels", labels)):
+        if value is not None and name != "imagefolder":
+            raise DataError(
+                f"{option} applies to imagefolder:PATH datasets only, not "
+                f"{dataset_name(spec)!r}; leave it unset."
+            )
+    if name == "imagefolder" and path is not None:
+        return _image_files(path, split, image_size, resize, labels, limit, mean, std, workers)
+    raw = _read(name, path, split, data_dir)
     x, y, origin = raw.x, raw.y, raw.origin
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -322,19 +339,44 @@ def _scaled(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | 
     return images
 
 
+def _image_files(
+    path: Path,
+    split: str,
+    image_size: int | None,
+    resize: int | None,
+    labels: str | os.PathLike[str] | None,
+    limit: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    workers: int,
+) -> ImageFiles:
+    """An image folder's split (or a flat folder with a labels file), decoded lazily."""
+    for option, value in (("image_size", image_size), ("resize", resize), ("workers", workers)):
+        if value is None:
+            continue
+        low = 0 if option == "workers" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise DataError(f"{option} must be an integer >= {low}, got {value!r}.")
+    samples = read_labels_file(path, labels) if labels is not None else list_images(path, split)
+    if limit is not None:
+        samples = samples[:limit]
+    return ImageFiles(
+        samples,
+        resize if resize is not None else image_size,
+        image_size,
+        functools.partial(_scaled, mean=mean, std=std),
+        source=str(path),
+        workers=workers,
+    )
+
+
 def _read(
     name: str,
     path: Path | None,
     split: str,
     data_dir: _DataDir,
-    image_size: int | None,
-    limit: int | None,
 ) -> _Split:
     """Read one split with the loader of its kind."""
-    if name == "imagefolder" and path is not None:
-        return _Split(
-            *load_image_folder(path, split, image_size=image_size, limit=limit), str(path)
-        )
     if path is not None:
         return _Split(*load_npz(path), str(path))
     return _LOADERS[name](name, split, data_dir)

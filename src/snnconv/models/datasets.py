@@ -49,6 +49,7 @@ def fashion_mnist_rgb(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
     gray = load_dataset("fashion-mnist", split, data_dir=data_dir, limit=limit)
+    assert isinstance(gray, TensorDataset)
     images, labels = gray.tensors
     out = torch.empty((images.shape[0], 3, size, size), dtype=torch.float32)
     for start in range(0, images.shape[0], chunk):

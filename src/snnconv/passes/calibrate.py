@@ -16,7 +16,9 @@ every pass, so no value is ever counted in two buckets: the result is exact
 (equal to ``numpy.percentile`` of all positive activations, up to the float64
 rounding of the interpolation), and memory is O(layers × (bins +
 collect_limit)), independent of the calibration-set size. Typical cost: three
-passes over the calibration data.
+passes over the calibration data. In a data-parallel run (:mod:`snnconv.distributed`)
+each rank reads its own batches and the counts, maxima, histograms and collected
+values of every pass are merged across ranks, so λ is exactly one process's.
 
 Where the positive values of every measured layer fit in ``cache_bytes``
 (:data:`CACHE_BYTES` by default), the first pass keeps them and the two order
@@ -35,6 +37,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from snnconv import distributed
 from snnconv.config import Config
 from snnconv.errors import ConfigError, NumericalError
 from snnconv.ir import Concat, Graph, IFNeuron, MaxPool2d, ReLU
@@ -186,6 +189,25 @@ class _RankSearch:
         idx.clamp_(0, self.bins - 1)
         self.histogram += torch.bincount(idx, minlength=self.bins)
 
+    def merge(self) -> None:
+        """Make this pass's observations those of all ranks together (data-parallel runs:
+        every rank saw only its own batches)."""
+        if not distributed.world().parallel:
+            return
+        mine = (
+            torch.cat(self.collected).double() if self.collected else None,
+            self.histogram,
+            self.seen_min,
+            self.seen_max,
+        )
+        parts = distributed.all_gather(mine)
+        values = [v for v, *_ in parts if isinstance(v, Tensor)]
+        self.collected = [torch.cat(values)] if values else [torch.zeros(0, dtype=torch.float64)]
+        if self.histogram is not None:
+            self.histogram = torch.stack([h for _, h, *_ in parts if isinstance(h, Tensor)]).sum(0)
+        self.seen_min = min(p[2] for p in parts)
+        self.seen_max = max(p[3] for p in parts)
+
     def end_pass(self) -> None:
         if self.collect:
             values = torch.cat(self.collected).double().sort().values
@@ -252,6 +274,8 @@ def collect_activation_stats(
     """
     layers = activation_nodes(graph)
     layers += [name for name in extra or [] if name not in layers]
+    if distributed.world().parallel:
+        cache_bytes = 0  # each rank holds part of the values: the searches merge histograms
     views = {
         f"{name}@maxpool{k}": (name, op)
         for name, ops in (pooled or {}).items()
@@ -309,7 +333,9 @@ class _Passes:
 
     def __call__(self, desc: str) -> Iterator[dict[str, Tensor]]:
         batches = iterate_batches(self.data, self.batch_size)
-        for x in tqdm(batches, desc=desc, disable=not self.progress, leave=False, unit="batch"):
+        progress = self.progress and distributed.is_main()
+        mine = (x for i, x in enumerate(batches) if distributed.shard(i))
+        for x in tqdm(mine, desc=desc, disable=not progress, leave=False, unit="batch"):
             _, acts = run_graph(
                 self.on_device, x.to(self.device, torch.float32), capture=self.layers
             )
@@ -362,6 +388,13 @@ def _count(run: _Passes, measured: list[str], cache_bytes: int) -> _Counts:
                 else:
                     cache[name].append(positive.to("cpu", torch.float32))
     counts.cache = cache
+    if distributed.world().parallel:  # this rank's batches only: add up all ranks'
+        counts.cache = None  # every rank takes the multi-pass search, together
+        parts = distributed.all_gather((counts.positive, counts.total, counts.maximum))
+        for name in measured:
+            counts.positive[name] = sum(p[0][name] for p in parts)
+            counts.total[name] = sum(p[1][name] for p in parts)
+            counts.maximum[name] = max(p[2][name] for p in parts)
     if run.layers and sum(counts.total.values()) == 0:
         raise ConfigError("calibration data is empty: pass at least one sample")
     if not run.layers:
@@ -430,6 +463,8 @@ def _search(
                 for s in ss:
                     if s.value is None:
                         s.observe(acts[name])
+        for s in pending:
+            s.merge()
         for name, ss in searches.items():
             if level == 0 and ss[0].histogram is not None:
                 histograms[name] = [int(c) for c in ss[0].histogram]

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from snnconv.errors import ConfigError
 from snnconv.ir import SPIKING_OPS, Graph
 
-__all__ = ["MemoryEstimate", "available_memory", "check_memory", "estimate_memory"]
+__all__ = [
+    "MemoryEstimate",
+    "available_memory",
+    "check_memory",
+    "estimate_memory",
+    "largest_batch",
+    "probe_batch_size",
+]
 
 #: Bytes per time step and per-step series: a float64 accumulator and a batch's copy (16),
 #: a Python float in a list (32), its text in results.json or its bytes in the arrays (24).
@@ -119,3 +127,62 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None) -> None
         f"grow with --timesteps) and {_size(estimate.batch)} to simulate one batch. Lower "
         "--timesteps, or --batch-size and --chunk for the simulation's part."
     )
+
+
+#: The largest batch ``--batch-size auto`` considers.
+MAX_AUTO_BATCH = 4096
+
+
+def largest_batch(
+    graph: Graph,
+    timesteps: int,
+    chunk: int,
+    sources: int,
+    available: int,
+    limit: int | None = None,
+    share: float = 0.5,
+) -> int:
+    """``--batch-size auto`` from the estimate: the largest power of two (at most
+    ``limit`` samples, and :data:`MAX_AUTO_BATCH`) whose estimated footprint takes at
+    most ``share`` of the ``available`` bytes (the rest is left for the data, the model
+    and the allocator); 1 when even that does not fit (then :func:`check_memory` says so).
+    """
+    cap = min(MAX_AUTO_BATCH, limit or MAX_AUTO_BATCH)
+    batch = 1
+    while batch * 2 <= cap:
+        if estimate_memory(graph, timesteps, batch * 2, chunk, sources).total > share * available:
+            break
+        batch *= 2
+    fits = estimate_memory(graph, timesteps, cap, chunk, sources).total <= share * available
+    if batch < cap < batch * 2 and fits:  # the data's own size, when it fits
+        batch = cap
+    return batch
+
+
+def probe_batch_size(
+    trial: Callable[[int], object], start: int, log: Callable[[str], object] = print
+) -> int:
+    """The largest batch, from ``start`` down by halving, whose ``trial`` run does not run
+    out of memory (CUDA: the estimate cannot see the allocator's fragmentation and the
+    libraries' workspaces, so the first batch is tried for real).
+
+    Raises:
+        ConfigError: Even one sample runs out of memory.
+    """
+    import torch
+
+    batch = max(1, start)
+    while True:
+        try:
+            trial(batch)
+            return batch
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if batch == 1:
+                raise ConfigError(
+                    "one sample runs out of device memory: lower --chunk, or run on the CPU "
+                    "(--device cpu)"
+                ) from None
+            log(f"out of memory at batch size {batch:,}: trying {batch // 2:,}")
+            batch //= 2

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from snnconv.importers.onnx import (
     activation,
+    clipfloor,
     convolution,
     core,
     normalization,
@@ -42,7 +43,7 @@ from snnconv.importers.onnx.registry import (
 from snnconv.importers.onnx.values import Activation
 
 #: The converter modules, one per operator family; importing them registers their converters.
-CONVERTER_FAMILIES = (activation, convolution, core, normalization, pooling, shape)
+CONVERTER_FAMILIES = (activation, clipfloor, convolution, core, normalization, pooling, shape)
 
 __all__ = [
     "MIN_OPSET",

@@ -6,8 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 from snnconv.importers.onnx.builder import OnnxGraphBuilder
+from snnconv.importers.onnx.clipfloor import clip_step
 from snnconv.importers.onnx.registry import ONNX_CONVERTERS, ai_onnx
-from snnconv.importers.onnx.values import Activation, Value
+from snnconv.importers.onnx.values import Activation, ClipFloor, Value
 from snnconv.ir import BinaryActivation, BinaryKind, Op, ReLU, Softmax
 
 
@@ -25,6 +26,8 @@ def convert_relu(b: OnnxGraphBuilder, node: Any, inputs: list[Value]) -> Value:
 
 
 def _clip(b: OnnxGraphBuilder, value: Value, low: float | None, high: float | None) -> Value:
+    if isinstance(value, ClipFloor):
+        return clip_step(b, value, low, high)
     if low is None or low != 0.0:
         raise b.unsupported(
             f"Clip(min={low})", "only a lower bound of 0 maps onto an IF neuron (a bounded ReLU)"

@@ -12,7 +12,7 @@ import torch
 
 from snnconv.errors import UnsupportedOpError
 from snnconv.importers.onnx.registry import SUPPORTED_ONNX_OPS
-from snnconv.importers.onnx.values import Activation, Value
+from snnconv.importers.onnx.values import CLIP_FLOOR_PATTERN, Activation, ClipFloor, Value
 from snnconv.ir import Conv2d, Input, Linear, Node, Op, Reshape
 from snnconv.ir.graph import fresh_name
 
@@ -84,6 +84,13 @@ class OnnxGraphBuilder:
         """``value`` as an activation; refuses constants."""
         if isinstance(value, Activation):
             return value
+        if isinstance(value, ClipFloor):
+            raise self.unsupported(
+                self.current.op_type,
+                f"its {what} is a clip-floor activation begun at {value.start} and left "
+                f"unfinished ({value.stage}): only the whole pattern {CLIP_FLOOR_PATTERN} "
+                "is a spiking layer, and nothing else may read its steps",
+            )
         raise self.unsupported(
             self.current.op_type,
             f"its {what} must be computed from the network input; an op on constants only "

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from snnconv.importers.onnx.builder import OnnxGraphBuilder
+from snnconv.importers.onnx.clipfloor import shift_step
 from snnconv.importers.onnx.registry import ONNX_CONVERTERS, ai_onnx
-from snnconv.importers.onnx.values import Activation, Value
+from snnconv.importers.onnx.values import Activation, ClipFloor, Value
 from snnconv.ir import Add, Linear
 
 
@@ -63,8 +64,10 @@ def convert_matmul(b: OnnxGraphBuilder, node: Any, inputs: list[Value]) -> Value
 @ONNX_CONVERTERS.register(*ai_onnx("Add", 7, 13, 14))
 def convert_add(b: OnnxGraphBuilder, node: Any, inputs: list[Value]) -> Value:
     first, second = inputs[0], inputs[1]
-    if isinstance(first, torch.Tensor) and isinstance(second, Activation):
+    if isinstance(first, torch.Tensor) and isinstance(second, (Activation, ClipFloor)):
         first, second = second, first
+    if isinstance(first, ClipFloor) and isinstance(second, torch.Tensor):
+        return shift_step(b, first, second)
     if isinstance(first, Activation) and isinstance(second, torch.Tensor):
         names = list(node.input) if isinstance(inputs[0], Activation) else list(node.input)[::-1]
         folded = b.fold_bias(first, second, names[0])

@@ -20,7 +20,7 @@ from snnconv.importers.onnx.loading import (
     tensor_from_proto,
 )
 from snnconv.importers.onnx.registry import SUPPORTED_ONNX_OPS, find_converter
-from snnconv.importers.onnx.values import Activation, Value, channels_last_order
+from snnconv.importers.onnx.values import Activation, ClipFloor, Value, channels_last_order
 from snnconv.ir import Graph
 
 
@@ -229,7 +229,7 @@ def _import_node(b: OnnxGraphBuilder, node: Any, index: int) -> None:
     inputs = _node_inputs(b, node)
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     attrs = {a.name: attribute_value(a) for a in node.attribute}
-    has_activation = any(isinstance(v, Activation) for v in inputs)
+    has_activation = any(isinstance(v, (Activation, ClipFloor)) for v in inputs)
     if domain == "" and not has_activation and node.op_type not in ("Constant",):
         _fold_node(b, node, inputs)
     else:

@@ -42,6 +42,7 @@ SUPPORTED_ONNX_OPS: tuple[str, ...] = (
     "MatMul (+ Add of a bias)",
     "Relu",
     "Clip(0, c)",
+    "Mul/Div by λ/L, Add(0.5), Floor, Clip(0, L), Mul/Div by L/λ: a clip-floor (QCFS) activation",
     "BatchNormalization (inference)",
     "MaxPool",
     "AveragePool",

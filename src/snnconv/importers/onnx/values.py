@@ -29,9 +29,39 @@ class Activation:
     pad_node: str = ""
 
 
-#: A constant (initializers and everything folded from them), an activation, or
-#: ``None`` for an omitted optional input or an output nothing computes.
-Value = Activation | torch.Tensor | None
+#: What a clip-floor (QCFS) activation looks like in ONNX nodes, for messages.
+CLIP_FLOOR_PATTERN = "Mul(L/λ) → Add(0.5) → Floor → Clip(0, L) → Mul(λ/L)"
+
+
+@dataclass(frozen=True, eq=False)
+class ClipFloor:
+    """A clip-floor (QCFS) activation matched so far (:mod:`.clipfloor`): ``source``
+    times ``scale`` (scalar ``Mul``/``Div``), then at stage ``shifted`` plus ``shift``,
+    ``floored``, ``clipped`` to ``[0, levels]``, and times ``scale_out``.
+
+    Attributes:
+        source: The activation the chain reads.
+        scale: The product of the scalars before the shift.
+        stage: ``scaled``, ``shifted``, ``floored`` or ``clipped``.
+        start: The ONNX node that began the chain (for messages).
+        shift: The constant added.
+        levels: L, the clip's upper bound.
+        scale_out: The product of the scalars after the clip.
+    """
+
+    source: Activation
+    scale: float
+    stage: str
+    start: str
+    shift: float = 0.0
+    levels: int | None = None
+    scale_out: float = 1.0
+
+
+#: A constant (initializers and everything folded from them), an activation, a
+#: clip-floor chain being matched, or ``None`` for an omitted optional input or an
+#: output nothing computes.
+Value = Activation | ClipFloor | torch.Tensor | None
 
 
 def channels_last_order(c: int, h: int, w: int) -> torch.Tensor:

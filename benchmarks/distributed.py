@@ -1,0 +1,108 @@
+"""One process against ``torchrun --nproc-per-node N`` for the same run, as the user runs it.
+
+Runs ``snnconv run MODULE:FACTORY --weights W --dataset fashion-mnist -T T --limit N``
+once as one process (``--threads P``: all the cores) and once under torchrun with N
+processes of P/N threads each (gloo on the CPU; NCCL where ``--device cuda``), times
+each whole command, and checks that the two ``results.json`` hold the same counts
+(per-step top-1/top-5, operations, spike rates, λ per layer). Prints a markdown table.
+
+Usage: python benchmarks/distributed.py [--nets vgg_bn lenet_avg] [--processes 2]
+       [--threads 2] [--timesteps 64] [--limit 1000] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WEIGHTS = HERE / "weights"
+FACTORIES = {
+    "lenet_avg": ("snnconv.models.zoo:lenet", "lenet_avg.safetensors"),
+    "vgg_bn": ("snnconv.models.zoo:vgg_small", "vgg_bn.safetensors"),
+    "resnet_small": ("snnconv.models.zoo:resnet_small", "resnet_small.safetensors"),
+}
+
+
+def _counts(results: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal between the runs."""
+    return {
+        "num_samples": results["num_samples"],
+        "ann": results["ann"]["top1"],
+        "top1": results["snn"]["top1"],
+        "top5": results["snn"]["top5"],
+        "sops": results["snn"]["sops_per_sample"],
+        "rates": [layer["mean_rate"] for layer in results["layers"]],
+        "scales": [layer["scale"] for layer in results["layers"]],
+    }
+
+
+def run(name: str, processes: int, args: argparse.Namespace, out: Path) -> tuple[float, dict]:
+    factory, weights = FACTORIES[name]
+    threads = max(1, args.threads // processes)
+    command = [
+        "-m", "snnconv", "run", factory, "--weights", str(WEIGHTS / weights),
+        "--dataset", "fashion-mnist", "-T", str(args.timesteps), "--limit", str(args.limit),
+        "--threads", str(threads), "--device", args.device, "--no-report", "--out", str(out),
+    ]  # fmt: skip
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc-per-node={processes}"]
+        if processes > 1
+        else [sys.executable]
+    )  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run(launcher + command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} with {processes} process(es) failed:\n{done.stderr[-3000:]}")
+    results = json.loads((out / "results.json").read_text())
+    return seconds, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["vgg_bn", "lenet_avg"])
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timesteps", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.nets:
+            one_s, one = run(name, 1, args, Path(tmp) / f"{name}-1")
+            many_s, many = run(name, args.processes, args, Path(tmp) / f"{name}-n")
+            same = _counts(one) == _counts(many)
+            rows.append(
+                (name, one_s, one["timing"]["seconds"], many_s, many["timing"]["seconds"], same)
+            )
+            print(f"{name}: done", flush=True)
+    n = args.processes
+    print(
+        f"\n{args.limit:,} images, T = {args.timesteps}, {args.threads} threads in all, "
+        f"device {args.device}\n"
+    )
+    print(
+        f"| net | 1 process: whole run (s) | evaluation (s) | {n} processes: whole run (s) "
+        f"| evaluation (s) | whole-run ratio | counts equal |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, one_s, one_e, many_s, many_e, same in rows:
+        print(
+            f"| {name} | {one_s:.1f} | {one_e:.1f} | {many_s:.1f} | {many_e:.1f} | "
+            f"{one_s / many_s:.2f}× | {'yes' if same else 'NO'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
