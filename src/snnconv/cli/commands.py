@@ -373,6 +373,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with phase("import"):
             import snnconv.api  # noqa: F401  (torch and the converter)
             from snnconv.network import SpikingNetwork
+        if evaluating and args.report and out is not None:
+            from snnconv.report.plots import preload_matplotlib
+
+            preload_matplotlib()  # ready by the time the report is drawn
         config = config_from(args)
         model = _load_model(args)
         if isinstance(model, SpikingNetwork):
