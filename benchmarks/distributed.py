@@ -25,13 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE / "weights"
-FACTORIES = {
-    "lenet_avg": ("snnconv.models.zoo:lenet", "lenet_avg.safetensors"),
-    "vgg_bn": ("snnconv.models.zoo:vgg_small", "vgg_bn.safetensors"),
-    "resnet_small": ("snnconv.models.zoo:resnet_small", "resnet_small.safetensors"),
-}
+from cli_models import model_args
 
 
 def _counts(results: dict[str, Any]) -> dict[str, Any]:
@@ -50,9 +44,8 @@ def _counts(results: dict[str, Any]) -> dict[str, Any]:
 def run(
     name: str, processes: int, threads: int, args: argparse.Namespace, out: Path
 ) -> tuple[float, dict]:
-    factory, weights = FACTORIES[name]
     command = [
-        "-m", "snnconv", "run", factory, "--weights", str(WEIGHTS / weights),
+        "-m", "snnconv", "run", *model_args(name),
         "--dataset", "fashion-mnist", "-T", str(args.timesteps), "--limit", str(args.limit),
         "--threads", str(threads), "--device", args.device, "--no-report", "--out", str(out),
     ]  # fmt: skip

@@ -33,14 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE / "weights"
-FACTORIES = {
-    "lenet_avg": ("snnconv.models.zoo:lenet", "lenet_avg.safetensors"),
-    "vgg_bn": ("snnconv.models.zoo:vgg_small", "vgg_bn.safetensors"),
-    "resnet_small": ("snnconv.models.zoo:resnet_small", "resnet_small.safetensors"),
-    "inception_small": ("snnconv.models.zoo:inception_small", "inception_small.safetensors"),
-}
+from cli_models import model_args
+
 PHASES = (
     "start-up", "import", "load", "data", "capture", "calibration", "conversion",
     "counting", "ann", "simulation", "results", "early exit", "saving", "report",
@@ -53,11 +47,10 @@ def run_once(
     """One ``snnconv run`` process: {phase: seconds, "total": wall, "evaluation": the
     evaluation loop's seconds from results.json}; ``source``: run the snnconv package of
     that ``src`` directory instead (a checkout before a change), phases then unknown."""
-    factory, weights = FACTORIES[name]
     tag = "baseline" if source else "current"
     record = workdir / f"{name}-{tag}.json"
     command = [
-        sys.executable, "-m", "snnconv", "run", factory, "--weights", str(WEIGHTS / weights),
+        sys.executable, "-m", "snnconv", "run", *model_args(name),
         "--dataset", "fashion-mnist", "--timesteps", str(args.timesteps),
         "--limit", str(args.images), "--out", str(workdir / f"{name}-{tag}"), "--overwrite",
         "--threads", str(args.threads), *(["--no-report"] if args.no_report else []),

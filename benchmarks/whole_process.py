@@ -33,14 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE / "weights"
+from cli_models import CLI_MODELS, model_args
 
-#: The factories the command line is given (``bench_factories`` is written beside the run).
+HERE = Path(__file__).resolve().parent
+#: The nets compared, with ``bench_factories`` written beside the run for the LeNet with
+#: max pooling (the zoo's ``lenet`` takes its pooling as an argument).
 FACTORIES = {
-    "lenet_avg": ("snnconv.models.zoo:lenet", "lenet_avg.safetensors"),
+    **CLI_MODELS,
     "lenet_max": ("bench_factories:lenet_max", "lenet_max.safetensors"),
-    "vgg_bn": ("snnconv.models.zoo:vgg_small", "vgg_bn.safetensors"),
 }
 
 _FACTORY_MODULE = """from snnconv.models import zoo
@@ -52,10 +52,9 @@ def lenet_max():
 
 
 def ours(name: str, args: argparse.Namespace, work: Path, run: int) -> tuple[float, float]:
-    factory, weights = FACTORIES[name]
     out = work / f"{name}-{run}"
     command = [
-        sys.executable, "-m", "snnconv", "run", factory, "--weights", str(WEIGHTS / weights),
+        sys.executable, "-m", "snnconv", "run", *model_args(name, FACTORIES),
         "--dataset", "fashion-mnist", "-T", str(args.timesteps), "--limit", str(args.images),
         "--threads", str(args.threads), "--out", str(out),
     ]  # fmt: skip

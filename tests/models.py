@@ -8,7 +8,9 @@ statistics and affine parameters so that folding and import are really tested.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -303,6 +305,26 @@ def tiny_cnn(seed: int = 0, classes: int = 3) -> nn.Sequential:
     )
     model.in_shape = IN_SHAPE  # type: ignore[assignment]
     return randomize_batchnorm(model, seed)
+
+
+def tiny_npz(path: Path, samples: int, seed: int = 0) -> Path:
+    """A random labelled data set for :func:`tiny_cnn` (8×8, 3 classes) as an .npz file."""
+    generator = torch.Generator().manual_seed(seed)
+    np.savez(
+        path,
+        x=torch.rand(samples, *IN_SHAPE, generator=generator).numpy(),
+        y=torch.randint(0, 3, (samples,), generator=generator).numpy(),
+    )
+    return path
+
+
+def tiny_run(data: Path, out: Path, *extra: str) -> list[str]:
+    """The arguments of ``snnconv run`` for :func:`tiny_cnn` with its random weights on
+    the .npz ``data``, on the CPU, writing ``out``."""
+    return [
+        "run", "tests.models:tiny_cnn", "--random-weights", "--dataset", f"npz:{data}",
+        "--device", "cpu", "--out", str(out), *extra,
+    ]  # fmt: skip
 
 
 def tiny_rgb_cnn(seed: int = 0, classes: int = 3) -> nn.Sequential:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import snnconv
+from models import tiny_run
 from snnconv.cli import main
 from snnconv.errors import ConfigError
 from snnconv.sim.memory import MemoryEstimate, check_memory
@@ -42,19 +43,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 
 def _tiny(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "tests.models:tiny_cnn",
-        "--random-weights",
-        "--dataset",
-        f"npz:{data}",
-        "--device",
-        "cpu",
-        "--no-report",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_run(data, out, "--no-report", *extra)
 
 
 def test_labels_outside_the_classes_are_refused(

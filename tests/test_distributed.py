@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from models import tiny_npz, tiny_run
 from snnconv.checkpoint import Checkpoint, _flatten, _unflatten, parse_every
 from snnconv.cli import main
 from snnconv.errors import ConfigError
@@ -35,41 +35,16 @@ TIMINGS = {"seconds", "timing", "phases"}
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """53 labelled 8×8 images (3 classes): 7 batches of 8, the last one short."""
-    path = tmp_path_factory.mktemp("data") / "d.npz"
-    generator = torch.Generator().manual_seed(0)
-    np.savez(
-        path,
-        x=torch.rand(53, 1, 8, 8, generator=generator).numpy(),
-        y=torch.randint(0, 3, (53,), generator=generator).numpy(),
-    )
-    return path
+    return tiny_npz(tmp_path_factory.mktemp("data") / "d.npz", 53)
 
 
 def _argv(data: Path, out: Path, *extra: str) -> list[str]:
     """A run whose every part depends on the batches: Poisson input (seeded per batch),
     calibration on 40 samples in 5 batches, the early exit's second simulation."""
-    return [
-        "run",
-        "tests.models:tiny_cnn",
-        "--random-weights",
-        "--dataset",
-        f"npz:{data}",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "8",
-        "--calibration-samples",
-        "40",
-        "--input",
-        "poisson",
-        "--early-exit",
-        "-T",
-        "12",
-        "--no-report",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_run(
+        data, out, "--batch-size", "8", "--calibration-samples", "40", "--input", "poisson",
+        "--early-exit", "-T", "12", "--no-report", *extra,
+    )  # fmt: skip
 
 
 def _run(argv: list[str], processes: int = 1, **env: str) -> subprocess.CompletedProcess[str]:
@@ -272,8 +247,7 @@ def test_only_a_checkpoint_lets_resume_into_a_non_empty_out(tmp_path: Path) -> N
 
 
 def test_auto_batch_is_the_largest_that_fits() -> None:
-    from tests.models import tiny_cnn
-
+    from models import tiny_cnn
     from snnconv import Config, convert
 
     network = convert(tiny_cnn(), torch.rand(16, 1, 8, 8), Config(device="cpu"))

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import snnconv
+from models import tiny_npz, tiny_run
 from snnconv.cli import main
 from snnconv.outputs import (
     KILL_POINT_VAR,
@@ -138,29 +137,11 @@ def test_modes_follow_the_umask(tmp_path: Path, umask: int) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small labelled data set for ``tests.models:tiny_cnn`` (8×8, 3 classes)."""
-    path = tmp_path_factory.mktemp("data") / "d.npz"
-    generator = torch.Generator().manual_seed(0)
-    np.savez(
-        path,
-        x=torch.rand(48, 1, 8, 8, generator=generator).numpy(),
-        y=torch.randint(0, 3, (48,), generator=generator).numpy(),
-    )
-    return path
+    return tiny_npz(tmp_path_factory.mktemp("data") / "d.npz", 48)
 
 
 def _argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "tests.models:tiny_cnn",
-        "--random-weights",
-        "--dataset",
-        f"npz:{data}",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_run(data, out, *extra)
 
 
 def _process(argv: list[str], **env: str) -> subprocess.Popen[str]:
