@@ -29,7 +29,7 @@ from models import (
     SigmoidNet,
     StandaloneBN,
 )
-from snnconv.importers import import_fx, import_torch
+from snnconv.importers import import_exported_program, import_fx, import_torch
 from snnconv.importers.registry import ConverterRegistry
 from snnconv.importers.torch_common import SUPPORTED_TORCH_OPS
 from snnconv.ir import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Graph, Linear
@@ -346,19 +346,39 @@ def test_data_dependent_control_flow_gives_a_clear_error() -> None:
     assert "torch.fx tracing failed" in message
 
 
-def test_export_failure_falls_back_to_fx(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fx_failure_falls_back_to_export(monkeypatch: pytest.MonkeyPatch) -> None:
     model = NestedNet().eval()
     x = torch.randn(2, *model.in_shape)
-    expected = kinds(import_fx(model, x))
+    expected = import_exported_program(torch.export.export(model, (x,), strict=False))
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("capture refused")
+        raise RuntimeError("tracing refused")
 
-    monkeypatch.setattr(torch.export, "export", refuse)
+    monkeypatch.setattr(torch.fx, "symbolic_trace", refuse)
     graph = import_torch(model, x)
-    assert kinds(graph) == expected
-    assert graph.nodes[1].source.endswith("(features_0_0)")  # fx names its nodes this way
+    assert kinds(graph) == kinds(expected)
+    assert [n.name for n in graph.nodes] == [n.name for n in expected.nodes]
     check_parity(model, graph)
+
+
+@pytest.mark.parametrize("name", ["lenet_avg", "lenet_max", "vgg_small", "inception_small"])
+def test_fx_names_the_nodes_as_torch_export_does(name: str) -> None:
+    """The fast path (torch.fx) and torch.export give the same layer names and sources, so
+    results do not depend on which importer captured a net."""
+    from snnconv.models import zoo
+
+    factories = {
+        "lenet_avg": lambda: zoo.lenet("avg"),
+        "lenet_max": lambda: zoo.lenet("max"),
+        "vgg_small": zoo.vgg_small,
+        "inception_small": zoo.inception_small,
+    }
+    model = factories[name]().eval()
+    x = torch.rand(2, 1, 28, 28)
+    traced = import_fx(model, x)
+    exported = import_exported_program(torch.export.export(model, (x,), strict=False))
+    assert [n.name for n in traced.nodes] == [n.name for n in exported.nodes]
+    assert [n.source for n in traced.nodes] == [n.source for n in exported.nodes]
 
 
 def test_registry_refuses_duplicate_keys() -> None:

@@ -23,10 +23,14 @@ __all__ = ["InputLayout", "import_exported_program", "import_fx", "import_onnx",
 def import_torch(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Graph:
     """Capture a PyTorch model and convert it into the internal graph.
 
-    ``torch.export`` captures an ATen-level graph; models it cannot capture
-    (e.g. Python control flow it rejects) fall back to ``torch.fx`` symbolic
-    tracing. The model is evaluated in eval mode; every submodule's training
-    flag is restored afterwards.
+    ``torch.fx`` symbolic tracing captures the module-level graph in
+    milliseconds; a model it cannot trace (data-dependent Python control flow,
+    an op it cannot follow) is captured with ``torch.export`` (an ATen-level
+    graph; its first use in a process loads ``torch._dynamo``, about a second).
+    Both give the same graph, with the same node names in the common cases
+    (:func:`snnconv.importers.torch_fx.export_names`); the tests run every
+    model through both. The model is evaluated in eval mode; every submodule's
+    training flag is restored afterwards.
 
     Args:
         model: An ``nn.Module`` or a ``torch.export.ExportedProgram``.
@@ -42,23 +46,23 @@ def import_torch(model: nn.Module | torch.export.ExportedProgram, example: torch
     example = example.detach().to("cpu", torch.float32)
     with eval_mode(model), torch.no_grad():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ep = torch.export.export(model, (example,), strict=False)
-        except SnnconvError:
-            raise
-        except Exception as export_error:
-            log.info("torch.export failed (%s); falling back to torch.fx", export_error)
+            return import_fx(model, example)
+        except Exception as fx_error:
+            log.info("torch.fx could not capture the model (%s); using torch.export", fx_error)
             try:
-                return import_fx(model, example)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ep = torch.export.export(model, (example,), strict=False)
             except SnnconvError:
                 raise
-            except Exception as fx_error:
+            except Exception as export_error:
+                if isinstance(fx_error, SnnconvError):
+                    raise fx_error from None
                 raise SnnconvError(
-                    "could not capture the model: torch.export failed with "
-                    f"{type(export_error).__name__}: {export_error}; torch.fx tracing failed "
-                    f"with {type(fx_error).__name__}: {fx_error}. Make the forward pass "
+                    "could not capture the model: torch.fx tracing failed with "
+                    f"{type(fx_error).__name__}: {fx_error}; torch.export failed with "
+                    f"{type(export_error).__name__}: {export_error}. Make the forward pass "
                     "traceable (no data-dependent Python control flow) or export it yourself "
                     "with torch.export and pass the ExportedProgram."
-                ) from fx_error
+                ) from export_error
         return import_exported_program(ep)

@@ -42,15 +42,23 @@ class GraphBuilder:
     buffer), or a Python value (shapes, flags).
     """
 
-    def __init__(self, shape_of: Callable[[torch.fx.Node], tuple[int, ...] | None]):
+    def __init__(
+        self,
+        shape_of: Callable[[torch.fx.Node], tuple[int, ...] | None],
+        names: dict[torch.fx.Node, str] | None = None,
+    ):
         self.nodes: list[Node] = []
         self.values: dict[torch.fx.Node, Any] = {}
         self.shape_of = shape_of
+        self.names = names or {}
         self.batch: int | None = None
 
+    def name_of(self, node: torch.fx.Node) -> str:
+        """The graph name of fx node ``node`` (the importer's own names where it gave some)."""
+        return self.names.get(node, node.name)
+
     # -- sources ----------------------------------------------------------
-    @staticmethod
-    def source(node: torch.fx.Node) -> str:
+    def source(self, node: torch.fx.Node) -> str:
         """A readable path of ``node`` in the user's model, e.g. ``features.3 (relu_2)``."""
         stack = node.meta.get("nn_module_stack")
         path = ""
@@ -58,7 +66,8 @@ class GraphBuilder:
             path = str(list(stack.values())[-1][0])
         elif node.op == "call_module":
             path = str(node.target)
-        return f"{path} ({node.name})" if path else node.name
+        name = self.name_of(node)
+        return f"{path} ({name})" if path else name
 
     def unsupported(self, node: torch.fx.Node, op: str, reason: str = "") -> UnsupportedOpError:
         """The error for an op we cannot convert."""
@@ -115,7 +124,7 @@ class GraphBuilder:
         An fx node that becomes several graph nodes names the earlier ones with a ``suffix``;
         the last one emitted stands for the fx node's value.
         """
-        name = node.name + suffix
+        name = self.name_of(node) + suffix
         self.nodes.append(Node(name, op, tuple(inputs), {"source": self.source(node)}))
         self.values[node] = name
         return name

@@ -7,6 +7,7 @@ Converters are registered by module type (``nn.Conv2d``), by function
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -324,10 +325,67 @@ def _is_shape_access(b: GraphBuilder, node: torch.fx.Node) -> bool:
     return False
 
 
+#: The ATen name torch.export gives the node of each module type (its in-place variant
+#: ends in ``_``), so that a net gets the same layer names whichever importer captured it.
+_MODULE_NAMES: dict[type, str] = {
+    nn.Conv2d: "conv2d",
+    nn.Linear: "linear",
+    nn.BatchNorm1d: "batch_norm",
+    nn.BatchNorm2d: "batch_norm",
+    nn.ReLU: "relu",
+    nn.ReLU6: "hardtanh",
+    nn.Hardtanh: "hardtanh",
+    nn.MaxPool2d: "max_pool2d",
+    nn.AvgPool2d: "avg_pool2d",
+    nn.AdaptiveAvgPool2d: "adaptive_avg_pool2d",
+    nn.AdaptiveMaxPool2d: "adaptive_max_pool2d",
+    nn.Flatten: "flatten",
+    nn.Dropout: "dropout",
+    nn.Softmax: "softmax",
+    nn.LogSoftmax: "log_softmax",
+}
+
+#: The same for the functions whose fx name differs from their ATen name.
+_FUNCTION_NAMES: dict[Any, str] = {
+    operator.add: "add",
+    operator.iadd: "add_",
+    torch.add: "add",
+    operator.getitem: "getitem",
+}
+
+
+def export_names(gm: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
+    """Names for the nodes of an fx trace as torch.export would give them: the ATen op's
+    name (``conv2d``, ``relu``, ``relu_`` for an in-place one, ``add_`` for ``+=``),
+    numbered ``_1``, ``_2``, ... in graph order."""
+    modules = dict(gm.named_modules())
+    counts: dict[str, int] = {}
+    names: dict[torch.fx.Node, str] = {}
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr", "output"):
+            continue
+        if node.op == "call_module":
+            module = modules[str(node.target)]
+            base = _MODULE_NAMES.get(type(module), type(module).__name__.lower())
+            inplace = bool(getattr(module, "inplace", False))
+        elif node.op == "call_method":
+            base, inplace = str(node.target), False
+        else:
+            base = _FUNCTION_NAMES.get(node.target) or re.sub(r"_\d+$", "", node.name)
+            inplace = bool(node.kwargs.get("inplace", False))
+        if inplace and not base.endswith("_"):
+            base += "_"
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        names[node] = base if k == 0 else f"{base}_{k}"
+    return names
+
+
 def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
     """Trace ``model`` with ``torch.fx.symbolic_trace`` and convert it.
 
-    Shapes come from running the traced module once on ``example``.
+    Shapes come from running the traced module once on ``example``. Nodes are named
+    as torch.export names them (:func:`export_names`).
     """
     gm = torch.fx.symbolic_trace(model)
     ShapeProp(gm).propagate(example.clone())  # the model may modify its input in place
@@ -337,7 +395,7 @@ def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
         shape = getattr(meta, "shape", None)
         return tuple(int(s) for s in shape) if shape is not None else None
 
-    b = GraphBuilder(shape_of)
+    b = GraphBuilder(shape_of, export_names(gm))
     modules = dict(gm.named_modules())
     output: Any = None
     for node in gm.graph.nodes:
