@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from snnconv.data import (
     dataset_name,
     embedded,
     has_train_split,
+    load_calibration,
     load_dataset,
 )
 from snnconv.data import idx as idx_module
@@ -560,3 +562,42 @@ def test_calibration_subset_generic_dataset() -> None:
     sub = calibration_subset(Pairs(), 5, seed=0)
     assert sub.tensors[0].shape == (5, 1, 2, 2)
     assert torch.equal(sub.tensors[0][:, 0, 0, 0].long(), sub.tensors[1])
+
+
+@pytest.mark.parametrize(
+    ("spec", "samples", "seed", "mean", "std"),
+    [
+        ("fashion-mnist", 1000, 0, None, None),
+        ("fashion-mnist", 300, 5, [0.3], [0.5]),
+        ("digits", 100, 1, None, None),
+        ("digits", 5000, 0, None, None),  # more than the split holds: all of it
+    ],
+)
+def test_load_calibration_draws_what_calibration_subset_draws(
+    spec: str, samples: int, seed: int, mean: list | None, std: list | None
+) -> None:
+    """The fast path scales only the drawn images; the subset is the same, bit for bit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmbeddedSampleWarning)
+        full = load_dataset(spec, "train", mean=mean, std=std)
+        drawn, count = load_calibration(spec, "train", samples, seed, mean=mean, std=std)
+    expected = calibration_subset(full, samples, seed=seed)
+    assert count == len(full)
+    assert torch.equal(drawn.tensors[0], expected.tensors[0])
+    assert torch.equal(drawn.tensors[1], expected.tensors[1])
+    assert drawn.source == expected.source == full.source
+
+
+def test_load_calibration_from_the_embedded_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the embedded sample the fast path draws what the full set would give."""
+    monkeypatch.setenv("SNNCONV_SYSTEM_DATA", "none")
+    monkeypatch.delenv("SNNCONV_DATA", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmbeddedSampleWarning)
+        full = load_dataset("fashion-mnist", "train")
+        drawn, count = load_calibration("fashion-mnist", "train", 500, 0)
+    assert full.source == drawn.source == "embedded" and count == 1000
+    expected = calibration_subset(full, 500, seed=0)
+    assert torch.equal(drawn.tensors[0], expected.tensors[0])
+    assert drawn.origin is not None and expected.origin is not None
+    assert list(drawn.origin.indices) == list(expected.origin.indices)

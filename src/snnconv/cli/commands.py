@@ -48,24 +48,32 @@ def _load_data(
     args: argparse.Namespace,
     warnings: list[str] | None,
     limit: int | None = None,
+    draw: tuple[int, int] | None = None,
 ) -> Any:
     """Load a dataset with the command's data options and say where it came from, in one
     line; a fall-back to the embedded sample is also a ``warnings`` entry (unless
-    ``warnings`` is None: the demo)."""
+    ``warnings`` is None: the demo). With ``draw`` = (samples, seed): the calibration
+    subset drawn from it (only those images are scaled)."""
     import warnings as python_warnings
 
     from snnconv.data import (
-        EMBEDDED,
         EmbeddedSampleWarning,
         ImageFiles,
-        dataset_name,
-        embedded_notice,
+        calibration_subset,
+        load_calibration,
         load_dataset,
     )
 
+    images = spec.startswith("imagefolder:")
     with python_warnings.catch_warnings(), phase("data"):
         python_warnings.simplefilter("ignore", EmbeddedSampleWarning)
-        images = spec.startswith("imagefolder:")
+        if draw is not None and not images:
+            drawn, count = load_calibration(
+                spec, split, draw[0], draw[1], data_dir=args.data_dir,
+                mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+            )  # fmt: skip
+            _say_source(spec, split, drawn.source, count, warnings)
+            return drawn
         size = getattr(args, "image_size", None)
         crop = getattr(args, "crop", None) or size
         data = load_dataset(
@@ -84,20 +92,27 @@ def _load_data(
         )
         if isinstance(data, ImageFiles) and getattr(args, "workers", None) is None:  # by size
             data.workers = min(4, os.cpu_count() or 1) if len(data) >= 512 else 0
-    if data.source == EMBEDDED:
-        notice = embedded_notice(spec, split, len(data))
+    _say_source(spec, split, data.source, len(data), warnings)
+    return data if draw is None else calibration_subset(data, draw[0], seed=draw[1])
+
+
+def _say_source(
+    spec: str, split: str, source: str | None, count: int, warnings: list[str] | None
+) -> None:
+    """The one line that says where a dataset was read from (see :func:`_load_data`)."""
+    from snnconv.data import EMBEDDED, dataset_name, embedded_notice
+
+    if source == EMBEDDED:
+        notice = embedded_notice(spec, split, count)
         print(f"note: {notice}", file=sys.stderr)
         if warnings is not None:
             warnings.append(notice)
     else:
-        print(
-            f"data: {dataset_name(spec)} {split} split, {len(data):,} samples, from {data.source}"
-        )
-    return data
+        print(f"data: {dataset_name(spec)} {split} split, {count:,} samples, from {source}")
 
 
 def _calibration(args: argparse.Namespace, config: Config, warnings: list[str]) -> tuple[Any, dict]:
-    from snnconv.data import calibration_subset, dataset_name, has_train_split
+    from snnconv.data import dataset_name, has_train_split
 
     spec = args.calibration
     split = "train"
@@ -113,14 +128,13 @@ def _calibration(args: argparse.Namespace, config: Config, warnings: list[str]) 
             )
     elif not has_train_split(spec):
         split = "test"
-    data = _load_data(spec, split, args, warnings)
-    subset = calibration_subset(data, config.calibration_samples, seed=config.seed)
+    subset = _load_data(spec, split, args, warnings, draw=(config.calibration_samples, config.seed))
     info = {
         "dataset": dataset_name(spec),
         "split": split,
         "num_samples": len(subset),
         "seed": config.seed,
-        "source": data.source,
+        "source": subset.source,
     }
     return subset, info
 

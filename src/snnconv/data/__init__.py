@@ -21,6 +21,7 @@ from snnconv.data.registry import (
     dataset_name,
     embedded_notice,
     has_train_split,
+    load_calibration,
     load_dataset,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "dataset_name",
     "embedded_notice",
     "has_train_split",
+    "load_calibration",
     "load_dataset",
 ]

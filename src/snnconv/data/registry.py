@@ -384,7 +384,12 @@ def _read(
 
 def _subset_positions(dataset: Dataset, length: int, num_samples: int, seed: int) -> np.ndarray:
     """Positions of the samples :func:`calibration_subset` draws from ``dataset``."""
-    origin = getattr(dataset, "origin", None)
+    return _draw_positions(getattr(dataset, "origin", None), length, num_samples, seed)
+
+
+def _draw_positions(origin: object, length: int, num_samples: int, seed: int) -> np.ndarray:
+    """Positions drawn from ``length`` samples whose ``origin`` (for the embedded sample)
+    says where they sit in the full set."""
     if isinstance(origin, SampleOrigin) and len(origin.indices) == length:
         # a sample of a larger set: draw what the full set would give, if the sample holds it
         wanted = draw_indices(origin.length, num_samples, seed)
@@ -393,6 +398,48 @@ def _subset_positions(dataset: Dataset, length: int, num_samples: int, seed: int
         if np.array_equal(held[positions], wanted):
             return positions
     return draw_indices(length, num_samples, seed)
+
+
+def load_calibration(
+    spec: str,
+    split: str,
+    num_samples: int,
+    seed: int = 0,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> tuple[LoadedDataset, int]:
+    """``calibration_subset(load_dataset(spec, split, ...), num_samples, seed)`` without
+    scaling the images that are not drawn (for Fashion-MNIST's training split: 1,000
+    images scaled instead of 60,000). Not for ``imagefolder:`` specs (they decode only
+    what is read anyway).
+
+    Returns:
+        The subset (equal to the one :func:`calibration_subset` gives) and the number
+        of samples in the split it was drawn from.
+
+    Raises:
+        DataError: As :func:`load_dataset` and :func:`calibration_subset`.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
+        raise DataError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    name, path = _parse(spec)
+    if name == "imagefolder":
+        raise DataError("load_calibration reads array datasets; use calibration_subset")
+    raw = _read(name, path, split, data_dir)
+    length = len(raw.y)
+    if length == 0:
+        raise DataError("cannot draw a calibration subset from an empty dataset.")
+    if raw.source == EMBEDDED:
+        warnings.warn(EmbeddedSampleWarning(embedded_notice(spec, split, length)), stacklevel=2)
+    positions = _draw_positions(raw.origin, length, num_samples, seed)
+    images = torch.from_numpy(_scaled(raw.x[positions], mean, std))
+    labels = torch.from_numpy(np.ascontiguousarray(raw.y[positions]))
+    origin = raw.origin[positions.tolist()] if raw.origin is not None else None
+    return LoadedDataset(images, labels, source=raw.source, origin=origin), length
 
 
 def calibration_subset(dataset: Dataset, num_samples: int, seed: int = 0) -> LoadedDataset:
