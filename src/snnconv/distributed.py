@@ -16,7 +16,9 @@ command line or by the caller), the library runs data-parallel by itself:
 
 Work that needs the whole calibration set at once (the low-latency tuning of
 ``target_timesteps``, the early-exit rule) runs identically on every rank.
-With one process (no group initialised) every function here is the identity.
+With one process (no group initialised) every function here is the identity. The
+module imports torch only when it needs it, so that the command line can ask
+:func:`in_launcher` before loading it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ import datetime
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-import torch
-from torch import Tensor
 
 from snnconv.errors import ConfigError
 
@@ -113,6 +112,7 @@ def init_from_env(device: str = "auto") -> World:
     Raises:
         ConfigError: The environment is incomplete or the rendezvous fails.
     """
+    import torch
     import torch.distributed as dist
 
     if not in_launcher():
@@ -150,13 +150,6 @@ def init_from_env(device: str = "auto") -> World:
     return world()
 
 
-def _device() -> torch.device:
-    """Where collectives take their tensors: the current GPU for NCCL, else the CPU."""
-    if world().backend == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def all_gather(obj: T) -> list[T]:
     """Every rank's ``obj``, in rank order (``[obj]`` with one process). Tensors inside
     ``obj`` should be on the CPU; they travel pickled."""
@@ -180,14 +173,3 @@ def broadcast(obj: T, src: int = 0) -> T:
     box: list[Any] = [obj if w.rank == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def all_reduce_sum(tensor: Tensor) -> Tensor:
-    """The sum over ranks of ``tensor`` (returned on ``tensor``'s device)."""
-    if not world().parallel:
-        return tensor
-    import torch.distributed as dist
-
-    moved = tensor.to(_device())
-    dist.all_reduce(moved)
-    return moved.to(tensor.device)

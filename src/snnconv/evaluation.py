@@ -145,7 +145,7 @@ class _Accuracy:
     batches: list[int] = field(default_factory=list)
     labels: list[Tensor] = field(default_factory=list)
     ann_predictions: list[Tensor] = field(default_factory=list)
-    predictions: list[Tensor | None] = field(default_factory=list)
+    predictions: list[Tensor] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.snn1 = torch.zeros(self.timesteps, dtype=torch.int64, device=self.device)
@@ -162,7 +162,8 @@ class _Accuracy:
         self.batches.append(index)
         self.labels.append(y.cpu())
         self.ann_predictions.append(ranks[:, 0].cpu())
-        self.predictions.append(None if res.predictions is None else res.predictions.cpu())
+        assert res.predictions is not None  # Simulator.run always gives them
+        self.predictions.append(res.predictions.cpu())
 
     def state(self) -> dict[str, Any]:
         return {
@@ -174,8 +175,7 @@ class _Accuracy:
             "batches": list(self.batches),
             "labels": list(self.labels),
             "ann_predictions": list(self.ann_predictions),
-            "predictions": [torch.zeros(0) if p is None else p for p in self.predictions],
-            "has_predictions": [p is not None for p in self.predictions],
+            "predictions": list(self.predictions),
         }
 
     def absorb(self, state: dict[str, Any]) -> None:
@@ -186,16 +186,12 @@ class _Accuracy:
         self.ann5 += state["ann5"]
         self.snn1 += state["snn1"].to(self.device)
         self.snn5 += state["snn5"].to(self.device)
-        predictions = [
-            p if has else None
-            for p, has in zip(state["predictions"], state["has_predictions"], strict=True)
-        ]
         rows = sorted(
             zip(
                 [*self.batches, *state["batches"]],
                 [*self.labels, *state["labels"]],
                 [*self.ann_predictions, *state["ann_predictions"]],
-                [*self.predictions, *predictions],
+                [*self.predictions, *state["predictions"]],
                 strict=True,
             ),
             key=lambda row: row[0],
@@ -380,8 +376,7 @@ def _arrays(
     """What ``arrays.safetensors`` holds besides the per-step events."""
     arrays: dict[str, Tensor] = {"labels": torch.cat(accuracy.labels).to(torch.int64)}
     arrays["ann_predictions"] = torch.cat(accuracy.ann_predictions).to(torch.int64)
-    if accuracy.predictions and all(p is not None for p in accuracy.predictions):
-        arrays["predictions"] = torch.cat(accuracy.predictions).to(torch.int64)  # type: ignore[arg-type]
+    arrays["predictions"] = torch.cat(accuracy.predictions).to(torch.int64)
     for name, (a, r) in (diagnostics.scatter if diagnostics is not None else {}).items():
         arrays[f"scatter/{name}/activation"] = a
         arrays[f"scatter/{name}/rate"] = r
@@ -446,7 +441,21 @@ def network_digest(network: SpikingNetwork) -> str:
     fingerprint: a resumed run must simulate the same network)."""
     h = hashlib.sha256()
     for node in network.graph.nodes:
-        h.update(f"{node.name}|{node.op!r}|{node.meta.get('scale')}".encode())
+        h.update(f"{node.name}|{node.op.kind}|{node.inputs}|{node.meta.get('scale')}".encode())
+        for f in dataclasses.fields(node.op):
+            value = getattr(node.op, f.name)
+            if isinstance(value, Tensor):
+                h.update(
+                    value.detach()
+                    .cpu()
+                    .contiguous()
+                    .reshape(-1)
+                    .view(torch.uint8)
+                    .numpy()
+                    .tobytes()
+                )
+            else:
+                h.update(f"{f.name}={value!r}".encode())
     return h.hexdigest()
 
 
@@ -500,13 +509,14 @@ def run_evaluation(
     )
     diag = _Diagnostics(network.spiking_layers, config.seed) if diagnostics else None
     tallies = _Tallies(_Accuracy(timesteps, device), _Events(), diag)
-    fingerprint = _fingerprint(network, data, timesteps, config, diagnostics)
-    restored = checkpoint.restore(fingerprint) if checkpoint is not None else None
-    if restored is not None:
-        tallies.absorb(restored)
-    done = set(tallies.accuracy.batches)
+    fingerprint: dict[str, Any] = {}
     if checkpoint is not None:
-        checkpoint.restored = (len(done), tallies.accuracy.samples)
+        fingerprint = _fingerprint(network, data, timesteps, config, diagnostics)
+        restored = checkpoint.restore(fingerprint)
+        if restored is not None:
+            tallies.absorb(restored)
+        checkpoint.restored = (len(tallies.accuracy.batches), tallies.accuracy.samples)
+    done = set(tallies.accuracy.batches)
     classes = num_classes(network.graph)
     start = time.perf_counter()
     parallel = distributed.world().parallel

@@ -245,7 +245,9 @@ class _quiet_rank:
 
     def __init__(self, rank: int):
         self.saved = None
-        if rank != 0 and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        from snnconv.distributed import in_launcher
+
+        if rank != 0 and in_launcher():
             self.saved = (sys.stdout, sys.stderr)
             sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 

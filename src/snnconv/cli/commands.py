@@ -315,9 +315,9 @@ def _output(args: argparse.Namespace, replace: bool = False) -> Any:
     out = OutputDirectory(
         args.out, overwrite=args.overwrite or replace, resume=getattr(args, "resume", False)
     )
-    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
-        return out
-    return _RankOutput(out)
+    from snnconv.distributed import in_launcher
+
+    return _RankOutput(out) if in_launcher() else out
 
 
 class _RankOutput:
@@ -371,9 +371,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_flow(config_from(args))
     evaluating = args.command != "convert"
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
-        from snnconv import distributed
+    from snnconv import distributed
 
+    if distributed.in_launcher():
         world = distributed.init_from_env(str(getattr(args, "device", "auto")))
         if world.backend == "nccl" and getattr(args, "device", "auto") in ("auto", "cuda"):
             args.device = f"cuda:{world.local_rank}"

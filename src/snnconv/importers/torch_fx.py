@@ -345,19 +345,13 @@ _MODULE_NAMES: dict[type, str] = {
     nn.LogSoftmax: "log_softmax",
 }
 
-#: The same for the functions whose fx name differs from their ATen name.
-_FUNCTION_NAMES: dict[Any, str] = {
-    operator.add: "add",
-    operator.iadd: "add_",
-    torch.add: "add",
-    operator.getitem: "getitem",
-}
-
 
 def export_names(gm: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
     """Names for the nodes of an fx trace as torch.export would give them: the ATen op's
-    name (``conv2d``, ``relu``, ``relu_`` for an in-place one, ``add_`` for ``+=``),
-    numbered ``_1``, ``_2``, ... in graph order."""
+    name (``conv2d``, ``relu``, ``relu_`` for an in-place one), numbered ``_1``, ``_2``,
+    ... in graph order. Functions keep fx's own name, which is already the op's
+    (``add``, ``cat``, ``flatten``); fx records ``x += y`` as ``add``, where torch.export
+    writes ``add_``."""
     modules = dict(gm.named_modules())
     counts: dict[str, int] = {}
     names: dict[torch.fx.Node, str] = {}
@@ -371,7 +365,7 @@ def export_names(gm: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
         elif node.op == "call_method":
             base, inplace = str(node.target), False
         else:
-            base = _FUNCTION_NAMES.get(node.target) or re.sub(r"_\d+$", "", node.name)
+            base = re.sub(r"_\d+$", "", node.name)
             inplace = bool(node.kwargs.get("inplace", False))
         if inplace and not base.endswith("_"):
             base += "_"
