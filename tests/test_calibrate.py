@@ -261,3 +261,22 @@ def test_pool_aware_lambda_is_the_percentile_of_the_pooled_values(p: float) -> N
     assert_exact(aware["a"].pooled_scale, by3)  # type: ignore[arg-type]
     assert_exact(aware["b"].scale, max(own, by3, by2))
     assert aware["a"].histogram == plain["a"].histogram  # the layer's own values
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.rand(100_000, generator=torch.Generator().manual_seed(0)) ** 8,  # a long tail
+        torch.full((5_000,), 0.25),  # all equal: one bucket holds everything
+        torch.arange(1, 2049, dtype=torch.float32).repeat(7) / 2048,  # on every bucket edge
+        torch.cat([torch.full((9_000,), 3.0), torch.tensor([4.0] * 3)]),  # ties at the top
+    ],
+    ids=["tail", "equal", "edges", "ties"],
+)
+def test_largest_from_the_histogram_is_topk_exactly(values: torch.Tensor) -> None:
+    from snnconv.passes.calibrate import _largest
+
+    maximum = float(values.max())
+    histogram = torch.histc(values, 2048, 0.0, maximum)
+    for k in (1, 2, 3, 10, 101, 4_999):
+        assert torch.equal(_largest(values, k, histogram, maximum), torch.topk(values, k).values), k

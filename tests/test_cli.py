@@ -399,3 +399,38 @@ def test_a_data_dir_without_the_data_is_a_user_error(tmp_path: Path, capsys) -> 
         err.split()
     )
     assert not out.exists()
+
+
+def test_the_command_ends_its_process_with_its_exit_code_its_output_and_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """``python -m snnconv`` skips the interpreter's teardown (snnconv.cli.console) but
+    keeps what a normal exit gives: the exit code, every line written, the atexit
+    handlers a user's module registered."""
+    from tests.models import tiny_npz
+
+    (tmp_path / "factory_with_exit_handler.py").write_text(
+        "import atexit, pathlib\n"
+        "from tests.models import tiny_cnn\n"
+        "def make():\n"
+        "    atexit.register(pathlib.Path('handler-ran').write_text, 'yes')\n"
+        "    return tiny_cnn()\n"
+    )
+    data = tiny_npz(tmp_path / "data.npz", 40)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    argv = ["run", "factory_with_exit_handler:make", "--random-weights", "--dataset",
+            f"npz:{data}", "-T", "4", "--device", "cpu", "--no-report"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "snnconv", *argv, "--out", "out"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("saved the spiking network to out")
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+    (tmp_path / "handler-ran").unlink()
+    again = subprocess.run(  # --out holds a run: a user error, exit code 2
+        [sys.executable, "-m", "snnconv", *argv, "--out", "out"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert "snnconv: error:" in again.stderr and "--overwrite" in again.stderr

@@ -122,6 +122,19 @@ def test_read_idx_truncated_gzip_stream_names_file(tmp_path: Path) -> None:
         read_idx(path)
 
 
+def test_read_idx_reads_every_gzip_member_and_refuses_what_is_not_gzip(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    data = idx_bytes(images)
+    path = tmp_path / "members-idx3-ubyte.gz"  # as `cat a.gz b.gz` makes, zero padding between
+    path.write_bytes(gzip.compress(data[:11]) + b"\0\0\0\0" + gzip.compress(data[11:]))
+    assert gzip.decompress(path.read_bytes()) == data
+    np.testing.assert_array_equal(read_idx(path), images)
+    plain = tmp_path / "plain-idx3-ubyte.gz"  # not compressed, though named .gz
+    plain.write_bytes(data)
+    with pytest.raises(DataError, match=r"plain-idx3-ubyte\.gz: cannot read file"):
+        read_idx(plain)
+
+
 def test_read_idx_truncated_header_and_trailing_bytes(tmp_path: Path) -> None:
     short = tmp_path / "hdr-idx3-ubyte"
     short.write_bytes(bytes([0, 0, 8, 3]) + b"\x00\x00\x00\x02")
@@ -601,3 +614,39 @@ def test_load_calibration_from_the_embedded_sample(monkeypatch: pytest.MonkeyPat
     assert torch.equal(drawn.tensors[0], expected.tensors[0])
     assert drawn.origin is not None and expected.origin is not None
     assert list(drawn.origin.indices) == list(expected.origin.indices)
+
+
+def test_prefetched_idx_files_are_read_once_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prefetch_idx`` reads what a run will load on another thread; ``read_idx`` then
+    returns that array (waiting for the thread, never reading twice); what cannot be
+    found is left for the loading to report."""
+    directory = tmp_path / "fmnist"
+    make_idx_dataset(directory, n=9)
+    reads: list[int] = []
+    real_gunzip = idx_module._gunzip
+    monkeypatch.setattr(idx_module, "_gunzip", lambda data: reads.append(1) or real_gunzip(data))
+    idx_module.clear_cache()
+    wanted = [("fashion-mnist", "train"), ("Fashion-MNIST", "test"), ("digits", "train")]
+    thread = idx_module.prefetch_idx(wanted, directory)
+    assert thread is not None
+    x, y = idx_module.load_idx_split("fashion-mnist", "test", directory)  # may wait for it
+    thread.join()
+    assert len(reads) == 4  # two files per split, each once
+    idx_module.load_idx_split("fashion-mnist", "train", directory)
+    assert len(reads) == 4
+    assert x.shape == (9, 1, 28, 28) and y.tolist() == [i % 10 for i in range(9)]
+    assert idx_module.prefetch_idx([("fashion-mnist", "train")], tmp_path / "missing") is None
+    assert idx_module.prefetch_idx([("cifar10", "train")], directory) is None
+    idx_module.clear_cache()
+
+
+def test_the_idx_reader_imports_no_torch() -> None:
+    """The command line starts reading the data before torch is imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, snnconv.data.idx; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

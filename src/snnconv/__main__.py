@@ -9,6 +9,6 @@ import sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 
-from snnconv.cli import main
+from snnconv.cli import console
 
-sys.exit(main())
+console()

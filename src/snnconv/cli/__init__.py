@@ -13,15 +13,17 @@ The options of :class:`~snnconv.config.Config` are derived from its fields
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
 import textwrap
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from snnconv.cli.commands import (
     DEMO_OUT,
@@ -47,7 +49,7 @@ from snnconv.cli.options import (
 )
 from snnconv.errors import SnnconvError
 
-__all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_USER", "build_parser", "main"]
+__all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_USER", "build_parser", "console", "main"]
 
 _MODEL_HELP = (
     "MODEL: a .pt2 file (torch.export.save), a .onnx file, MODULE:FACTORY with --weights, or "
@@ -204,6 +206,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if target:
             record = {"phases": phases.times(), "main_seconds": time.perf_counter() - start}
             Path(target).write_text(json.dumps(record, indent=1))
+
+
+def console() -> NoReturn:
+    """The installed ``snnconv`` command and ``python -m snnconv``: :func:`main`, then the
+    process ends without Python's teardown of its modules.
+
+    Once torch is imported, the interpreter's teardown (collecting and finalizing every
+    module's objects) takes about a third of a second and writes nothing. Output streams
+    are flushed and the ``atexit`` handlers run as usual (multiprocessing's workers,
+    logging, temporary files). The normal exit is taken instead where a non-daemon thread
+    is still running (it waits for it) or a profiler or tracer is attached (cProfile and
+    coverage write their results at exit).
+    """
+    code = main()
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # cProfile, coverage
+    waiting = any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    )
+    if watched or waiting:  # they write their results at exit, or must be waited for
+        sys.exit(code)
+    _flush()
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be written
+            pass
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -384,6 +384,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _output(args) as out:
         if evaluating and getattr(args, "resume", False):
             _checkpoint(args).verify()  # a different run is refused before any work
+        _prefetch_data(args, evaluating)  # decompressed on another core while torch imports
         with phase("import"):
             import snnconv.api  # noqa: F401  (torch and the converter)
             from snnconv.network import SpikingNetwork
@@ -404,6 +405,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = _evaluate(args, network, config, checkpoint, auto_batch) if evaluating else None
         _write_run(args, out, network, result)
     return EXIT_OK
+
+
+def _prefetch_data(args: argparse.Namespace, evaluating: bool) -> None:
+    """Start reading the IDX files this run will load (the calibration split unless MODEL
+    is a saved network, then the evaluated split) in a background thread."""
+    from snnconv.data.idx import prefetch_idx
+
+    dataset = getattr(args, "dataset", None)
+    wanted: list[tuple[str, str]] = []
+    calibration = getattr(args, "calibration", None) or dataset
+    if calibration and not Path(args.model).is_dir():  # a saved network needs no calibration
+        wanted.append((calibration, "train"))
+    if evaluating and dataset:
+        wanted.append((dataset, getattr(args, "split", None) or "test"))
+    prefetch_idx(wanted, args.data_dir)
 
 
 def _auto_batch(

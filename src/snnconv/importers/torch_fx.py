@@ -15,7 +15,6 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 import snnconv.nn.qcfs  # noqa: F401  (registers the snnconv::qcfs operator)
 from snnconv.importers import torch_common as common
@@ -375,6 +374,24 @@ def export_names(gm: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
     return names
 
 
+class _ShapeRecorder(torch.fx.Interpreter):
+    """Runs a traced module once and keeps each tensor-valued node's output shape.
+
+    What ``torch.fx.passes.shape_prop.ShapeProp`` gives, without the import of
+    sympy and torch's symbolic shapes that it brings (a third of a second).
+    """
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.shapes: dict[torch.fx.Node, tuple[int, ...]] = {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            self.shapes[n] = tuple(int(s) for s in result.shape)
+        return result
+
+
 def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
     """Trace ``model`` with ``torch.fx.symbolic_trace`` and convert it.
 
@@ -382,12 +399,12 @@ def import_fx(model: nn.Module, example: torch.Tensor) -> Graph:
     as torch.export names them (:func:`export_names`).
     """
     gm = torch.fx.symbolic_trace(model)
-    ShapeProp(gm).propagate(example.clone())  # the model may modify its input in place
+    shapes = _ShapeRecorder(gm)
+    with torch.no_grad():
+        shapes.run(example.clone())  # the model may modify its input in place
 
     def shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
-        meta = node.meta.get("tensor_meta")
-        shape = getattr(meta, "shape", None)
-        return tuple(int(s) for s in shape) if shape is not None else None
+        return shapes.shapes.get(node)
 
     b = GraphBuilder(shape_of, export_names(gm))
     modules = dict(gm.named_modules())

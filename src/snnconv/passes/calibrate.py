@@ -434,17 +434,35 @@ def _from_cache(
         values = torch.cat(counts.cache[name])
         n = values.numel()
         top = n - min(s.rank for s in ss)
+        counts_per_bin = torch.histc(values, bins, 0.0, counts.maximum[name])
         if top <= 1 << 16:
-            largest = torch.topk(values, top).values  # descending
+            largest = _largest(values, top, counts_per_bin, counts.maximum[name])  # descending
             for s in ss:
                 s.value = float(largest[n - 1 - s.rank])
         else:
             for s in ss:
                 s.value = float(torch.kthvalue(values, s.rank + 1).values)
-        counts_per_bin = torch.histc(values, bins, 0.0, counts.maximum[name])
         histograms[name] = [int(c) for c in counts_per_bin.round().long()]
     counts.cache = None
     return histograms
+
+
+def _largest(values: Tensor, k: int, histogram: Tensor, maximum: float) -> Tensor:
+    """The ``k`` largest of ``values`` (descending), exactly ``torch.topk``'s: ``topk`` of
+    the values at or above a threshold read off their ``histogram`` over [0, maximum],
+    a few thousand instead of millions (the full ``topk`` took 0.07 s per layer of 6.6
+    million values). The threshold is one bucket below the one the counts point to, so
+    that a value rounded into a higher bucket is still kept; should fewer than ``k``
+    values pass it all the same, every value is searched."""
+    from_top = histogram.flip(0).cumsum(0)
+    reached = int(torch.searchsorted(from_top, torch.tensor(float(k), dtype=from_top.dtype)))
+    bucket = max(histogram.numel() - 1 - reached - 1, 0)
+    threshold = bucket * maximum / histogram.numel()
+    if bucket > 0:
+        kept = values[values >= threshold]
+        if kept.numel() >= k:
+            return torch.topk(kept, k).values
+    return torch.topk(values, k).values
 
 
 def _search(
