@@ -93,3 +93,42 @@ def test_count_gate_output_count_is_the_largest_input_count() -> None:
     lead = torch.nn.functional.max_pool2d(counts.reshape(-1, 4, 4), 2).reshape(50, 2, 3, 2, 2)
     assert torch.equal(out.cumsum(0), lead)
     assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_window_max_is_max_pool2d_exactly() -> None:
+    """The strided-slice maximum the gate and the ANN use gives max_pool2d's values and
+    shapes for every kernel, stride, padding, dilation and ceil mode, odd sizes included,
+    and PyTorch's own error where the sizes do not fit."""
+    import itertools
+
+    import torch.nn.functional as F
+
+    from snnconv.ir.ops import window_max
+
+    generator = torch.Generator().manual_seed(0)
+    checked = 0
+    cases = itertools.product(
+        [(1, 1), (2, 2), (3, 3), (2, 3), (4, 4), (5, 5)],  # 5×5: max_pool2d itself
+        [(1, 1), (2, 2), (3, 3), (1, 2)],
+        [(0, 0), (1, 1), (1, 0)],
+        [(1, 1), (2, 2)],
+        [False, True],
+        [(7, 9), (8, 8), (3, 3), (1, 4)],
+    )
+    for kernel, stride, padding, dilation, ceil, (h, w) in cases:
+        if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+            continue
+        x = torch.randn(2, 3, h, w, generator=generator)
+        x[0, 0, 0, 0] = -torch.inf
+        args = (kernel, stride, padding, dilation, ceil)
+        try:
+            expected = F.max_pool2d(x, *args)
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                window_max(x, *args)
+            continue
+        got = window_max(x, *args)
+        assert got.shape == expected.shape and torch.equal(got, expected), args
+        assert torch.equal(window_max(x[0], *args), F.max_pool2d(x[0], *args)), args  # [C, H, W]
+        checked += 1
+    assert checked > 500

@@ -393,9 +393,55 @@ class MaxPool2d(Op):
             raise ValueError(f"max-pool rate decay must be in (0, 1), got {self.decay}")
 
     def apply(self, *inputs: Tensor) -> Tensor:
-        return F.max_pool2d(
+        return window_max(
             inputs[0], self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )
+
+
+def _pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
+    """The output size of ``max_pool2d`` along one axis (PyTorch's rule, ceil_mode included:
+    a last window that would start in the right padding is dropped)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def window_max(
+    x: Tensor,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    ceil_mode: bool = False,
+) -> Tensor:
+    """``F.max_pool2d(x, ...)``, the same values, as the element-wise maximum of the
+    window's strided slices where the window has at most 16 positions: PyTorch's CPU
+    max-pooling kernel took 7× as long for 2×2 windows (8.8 ms against 1.3 ms on
+    [256, 16, 28, 28]), and the spiking max-pool gate pools every step. Padding (and
+    the overhang of ``ceil_mode``) is -inf, never the maximum, as in ``max_pool2d``."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    if kh * kw > 16 or not x.is_floating_point() or x.dim() not in (3, 4):
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    height, width = x.shape[-2:]
+    out_h = _pooled_size(height, kh, sh, ph, dh, ceil_mode)
+    out_w = _pooled_size(width, kw, sw, pw, dw, ceil_mode)
+    if out_h < 1 or out_w < 1:  # let PyTorch say what is wrong with the sizes
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    bottom = max(0, (out_h - 1) * sh + dh * (kh - 1) + 1 - ph - height)
+    right = max(0, (out_w - 1) * sw + dw * (kw - 1) + 1 - pw - width)
+    if ph or pw or bottom or right:
+        x = F.pad(x, (pw, right, ph, bottom), value=-math.inf)
+    out: Tensor | None = None
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (out_h - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (out_w - 1) * sw + 1, sw)
+            part = x[..., rows, cols]
+            out = part if out is None else torch.maximum(out, part)
+    assert out is not None
+    return out.contiguous() if kh * kw > 1 else out.clone()
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from snnconv.ir import MaxPool2d, RateEstimator
+from snnconv.ir.ops import window_max
 
 
 class MaxPoolGate:
@@ -82,7 +83,7 @@ class MaxPoolGate:
         op = self.op
         self._update(s)
         if op.estimator is RateEstimator.COUNT:
-            lead = F.max_pool2d(
+            lead = window_max(
                 self.estimate, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode
             )
             previous = self.lead if self.lead is not None else torch.zeros_like(lead)
