@@ -93,6 +93,40 @@ def test_report_embeds_every_figure_as_png(run_dir: Path) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="figures are forked on Linux")
+def test_figures_drawn_by_a_child_process_are_the_ones_drawn_here(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two figures are drawn by a forked child; they are byte for byte what this process
+    draws, and a child that fails delivers nothing: this process draws them instead."""
+    import os
+
+    from snnconv.report import plots
+
+    document, arrays = load_results(run_dir)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    forked = plots.all_figures(document, arrays)
+    monkeypatch.setenv("SNNCONV_REPORT_FORK", "0")
+    here = plots.all_figures(document, arrays)
+    assert list(forked) == list(here) and len(here) == FIGURES
+    assert all(forked[title] == here[title] for title in here)
+
+    monkeypatch.setenv("SNNCONV_REPORT_FORK", "1")
+    parent, drawn_by = os.getpid(), []
+    real = plots.activation_histograms
+
+    def fails_in_the_child(*args: object) -> bytes | None:
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        drawn_by.append("parent")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plots, "activation_histograms", fails_in_the_child)
+    again = plots.all_figures(document, arrays)
+    assert drawn_by == ["parent"]
+    assert again == here
+
+
 def test_report_command_rebuilds_the_page(run_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "again.html"
     assert main(["report", str(run_dir), "--out", str(out)]) == 0

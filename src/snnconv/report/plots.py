@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+import os
+import struct
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from torch import Tensor
+import numpy as np
 
 from snnconv.errors import SnnconvError
 
@@ -80,6 +84,38 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _plain_number(x: float, base: float = 10) -> str:
+    """A log axis' tick label in plain text: 0.01 to 100 as they are, 10³ and 2×10⁻⁴
+    beyond; on a base-2 axis (time steps) whole numbers as they are."""
+    if x == 0 or (base == 2 and x == int(x)):
+        return f"{int(x)}" if x == int(x) else f"{x:g}"
+    exponent = math.floor(math.log10(abs(x)) + 1e-9)
+    if -2 <= exponent <= 2:
+        return f"{x:g}"
+    mantissa = round(x / 10**exponent, 6)
+    power = "10" + str(exponent).translate(_SUPERSCRIPTS)
+    return power if mantissa == 1 else f"{mantissa:g}×{power}"
+
+
+def _log_scale(ax: Any, which: str, base: float = 10) -> None:
+    """A log-scaled axis whose tick labels are plain text: matplotlib's own log labels are
+    mathtext ($10^{5}$), whose parsing and layout took about a tenth of the report's
+    time. Which ticks get a label is matplotlib's choice (its ``LogFormatter``)."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return _plain_number(x, base) if super().__call__(x, pos) else ""
+
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(PlainLogFormatter(base))
+    axis.set_minor_formatter(PlainLogFormatter(base, labelOnlyBase=False))
+
+
 def chosen_layers(names: Sequence[str], limit: int = MAX_PANELS) -> list[str]:
     """Up to ``limit`` layers spread evenly from first to last (all when there are few)."""
     if len(names) <= limit:
@@ -103,7 +139,7 @@ def accuracy_vs_time(document: dict[str, Any]) -> bytes | None:
     if err:
         ax.axhspan(ann - err, ann + err, color="C3", alpha=0.12, label="ANN ± 1 s.e.")
     if len(top1) > 1:
-        ax.set_xscale("log", base=2)
+        _log_scale(ax, "x", base=2)
     ax.set_xlim(1, max(2, len(top1)))  # one step: a range around it, not an empty one
     low = min(100 * min(top1), ann)
     ax.set_ylim(max(0.0, low - 5), min(100.0, max(100 * max(top1), ann) + 2))
@@ -145,10 +181,10 @@ def error_vs_operations(document: dict[str, Any]) -> bytes | None:
             markersize=12,
             label=f"early exit: {exit_run['mean_steps']:.1f} steps on average",
         )
-    ax.set_xscale("log")
+    _log_scale(ax, "x")
     positive = [o for o in ops if o > 0] + [macs]
     ax.set_xlim(min(positive) * 0.8, max(max(ops), macs) * 1.25)
-    ax.set_yscale("log")  # the last points near the ANN's error are what matters
+    _log_scale(ax, "y")  # the last points near the ANN's error are what matters
     low = max(min(min(errors), ann_error) * 0.8, 0.05)
     ax.set_ylim(low, min(100.0, max(errors) * 1.25))
     ax.set_xlabel("operations per sample (SNN: input MACs + SOPs; ANN: MACs)")
@@ -197,7 +233,7 @@ def layer_diagnostics(document: dict[str, Any]) -> bytes | None:
         # 1 − r on a log scale: 0.98 and 0.998 are a decade apart, not the same bar
         gaps = [max(1.0 - c, 1e-4) if c is not None and math.isfinite(c) else 1.0 for c in corr]
         top.bar(x, gaps, color="C0")
-        top.set_yscale("log")
+        _log_scale(top, "y")
         top.set_ylim(1e-4 / 1.5, 2.0)
         top.set_ylabel("1 − Pearson r")
         top.set_title("Rate vs normalized ANN activation, per layer (lower is better)")
@@ -217,7 +253,7 @@ def layer_diagnostics(document: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def rate_vs_activation(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+def rate_vs_activation(document: dict[str, Any], arrays: Mapping[str, Any]) -> bytes | None:
     """Scatter of SNN rate against normalized ANN activation for chosen layers."""
     names = [
         layer["name"]
@@ -237,8 +273,8 @@ def rate_vs_activation(document: dict[str, Any], arrays: dict[str, Tensor]) -> b
             ax.set_axis_off()
             continue
         name = chosen[k]
-        a = arrays[f"scatter/{name}/activation"].float().numpy()
-        r = arrays[f"scatter/{name}/rate"].float().numpy()
+        a = np.asarray(arrays[f"scatter/{name}/activation"], dtype=np.float32)
+        r = np.asarray(arrays[f"scatter/{name}/rate"], dtype=np.float32)
         ax.scatter(a, r, s=4, alpha=0.35, color="C0", linewidths=0, rasterized=True)
         top = max(1.0, float(a.max()) if a.size else 1.0)
         ax.plot([0, top], [0, top], color="C3", linewidth=0.8, label="rate = activation")
@@ -254,7 +290,7 @@ def rate_vs_activation(document: dict[str, Any], arrays: dict[str, Tensor]) -> b
     return _png(fig)
 
 
-def activation_histograms(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+def activation_histograms(document: dict[str, Any], arrays: Mapping[str, Any]) -> bytes | None:
     """Calibration histograms of each layer's positive activations, with λ marked."""
     from matplotlib.ticker import NullLocator
 
@@ -277,16 +313,16 @@ def activation_histograms(document: dict[str, Any], arrays: dict[str, Tensor]) -
             ax.set_axis_off()
             continue
         layer = by_name[chosen[k]]
-        counts = arrays[f"histogram/{layer['name']}"].double()
+        counts = np.asarray(arrays[f"histogram/{layer['name']}"], dtype=np.float64)
         top = float(layer["activation_max"])
-        bins = counts.numel()
+        bins = counts.size
         # merge the fine calibration buckets into 64 for display
         group = max(1, bins // 64)
         merged = counts[: bins - bins % group].reshape(-1, group).sum(1)
         width = top * group / bins
-        edges = [i * width for i in range(merged.numel() + 1)]
+        edges = [i * width for i in range(merged.size + 1)]
         ax.stairs(merged.tolist(), edges, fill=True, color="C0")  # one artist, not 64 bars
-        ax.set_yscale("log")
+        _log_scale(ax, "y")
         ax.yaxis.set_minor_locator(NullLocator())  # decades only: minor log ticks cost most
         label = f"λ = p{percentile:g}" if percentile is not None else "λ"
         ax.axvline(
@@ -299,12 +335,12 @@ def activation_histograms(document: dict[str, Any], arrays: dict[str, Tensor]) -
     return _png(fig)
 
 
-def operations_per_step(document: dict[str, Any], arrays: dict[str, Tensor]) -> bytes | None:
+def operations_per_step(document: dict[str, Any], arrays: Mapping[str, Any]) -> bytes | None:
     """Synaptic operations per sample at each step, stacked by source layer."""
     names = [k.split("/", 1)[1] for k in arrays if k.startswith("sops/")]
     if not names:
         return None
-    series = [arrays[f"sops/{name}"].double().tolist() for name in names]
+    series = [np.asarray(arrays[f"sops/{name}"], dtype=np.float64).tolist() for name in names]
     steps = list(range(1, len(series[0]) + 1))
     fig = _figure(7, 3.6, top=0.88)
     ax = fig.add_subplot()
@@ -318,8 +354,13 @@ def operations_per_step(document: dict[str, Any], arrays: dict[str, Tensor]) -> 
     return _png(fig)
 
 
-def all_figures(document: dict[str, Any], arrays: dict[str, Tensor]) -> dict[str, bytes]:
+def all_figures(document: dict[str, Any], arrays: Mapping[str, Any]) -> dict[str, bytes]:
     """Every figure the results allow, by title, in report order.
+
+    ``arrays``: the tensors of ``arrays.safetensors`` (or numpy arrays). Where the
+    system can fork (Linux) and has more than one core, the two costliest figures
+    are drawn by a child process while this one draws the others (see
+    :func:`_draw_forked`); anything the child does not deliver is drawn here.
 
     Titles sit at a fixed height (``axes.titley``): left to itself, matplotlib
     places each title above the tick labels it measures first, about 40 % of the
@@ -327,20 +368,90 @@ def all_figures(document: dict[str, Any], arrays: dict[str, Tensor]) -> dict[str
     require_matplotlib()
     import matplotlib
 
-    with matplotlib.rc_context({"axes.titley": 1.0}):
-        return _figures(document, arrays)
-
-
-def _figures(document: dict[str, Any], arrays: dict[str, Tensor]) -> dict[str, bytes]:
-    figures = {
-        "Accuracy vs time step": accuracy_vs_time(document),
-        "Error vs operations": error_vs_operations(document),
-        "Synaptic operations per step": operations_per_step(document, arrays),
-        "Per-layer correlation and firing rates": layer_diagnostics(document),
-        "Rate vs activation": rate_vs_activation(document, arrays),
-        "Activation histograms": activation_histograms(document, arrays),
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}  # nothing of torch's
+    jobs: dict[str, Callable[[], bytes | None]] = {
+        "Accuracy vs time step": lambda: accuracy_vs_time(document),
+        "Error vs operations": lambda: error_vs_operations(document),
+        "Synaptic operations per step": lambda: operations_per_step(document, arrays),
+        "Per-layer correlation and firing rates": lambda: layer_diagnostics(document),
+        "Rate vs activation": lambda: rate_vs_activation(document, arrays),
+        "Activation histograms": lambda: activation_histograms(document, arrays),
     }
-    return {title: png for title, png in figures.items() if png is not None}
+    with matplotlib.rc_context({"axes.titley": 1.0}):
+        figures = _draw_forked({t: jobs[t] for t in _FORKED}) if _can_fork() else None
+        drawn = {title: job() for title, job in jobs.items() if title not in _FORKED}
+        forked = figures() if figures is not None else {}
+        drawn |= {t: forked[t] if t in forked else jobs[t]() for t in _FORKED}
+    return {title: drawn[title] for title in jobs if drawn[title] is not None}  # type: ignore[misc]
+
+
+#: Drawn by a child process: the two figures of several panels, about half the drawing.
+_FORKED = ("Rate vs activation", "Activation histograms")
+
+
+def _can_fork() -> bool:
+    """Linux with more than one core (fork is unsafe on macOS, absent on Windows);
+    ``SNNCONV_REPORT_FORK=0`` draws every figure in this process."""
+    return (
+        sys.platform.startswith("linux")
+        and (os.cpu_count() or 1) > 1
+        and os.environ.get("SNNCONV_REPORT_FORK", "1") != "0"
+    )
+
+
+def _draw_forked(
+    jobs: dict[str, Callable[[], bytes | None]],
+) -> Callable[[], dict[str, bytes | None]]:
+    """Start a child process that draws ``jobs``; returns the function that waits for it
+    and gives ``{title: png or None}`` for every figure the child delivered whole.
+
+    The child holds copies of the (numpy) inputs and of matplotlib as imported here, and
+    uses nothing of torch's. It draws first and writes the figures to a pipe only at the
+    end, so that it never waits for this process to read; it leaves by ``os._exit``
+    (no teardown, no flushing of inherited output buffers). A child that fails or dies
+    delivers less or nothing, and the caller draws what is missing.
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # Python >= 3.12 warns of forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(read_end)
+            frames = []
+            for title, job in jobs.items():
+                png = job()
+                name = title.encode()
+                body = b"" if png is None else png
+                frames.append(struct.pack("<IBQ", len(name), png is not None, len(body)))
+                frames += [name, body]
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(b"".join(frames))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+
+    def collect() -> dict[str, bytes | None]:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        delivered: dict[str, bytes | None] = {}
+        if os.waitstatus_to_exitcode(status) != 0:
+            return delivered
+        at, head = 0, struct.calcsize("<IBQ")
+        while at + head <= len(data):
+            name_size, present, size = struct.unpack_from("<IBQ", data, at)
+            at += head
+            title = data[at : at + name_size].decode()
+            body = data[at + name_size : at + name_size + size]
+            at += name_size + size
+            if title in jobs and len(body) == size:
+                delivered[title] = body if present else None
+        return delivered
+
+    return collect
 
 
 __all__ = [
