@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -251,7 +252,7 @@ class _Diagnostics:
 
     def __post_init__(self) -> None:
         self.batches = {name: [] for name in self.layers}
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = np.random.default_rng(self.seed)
 
     @property
     def stats(self) -> dict[str, LayerDiagnostics]:
@@ -294,8 +295,9 @@ class _Diagnostics:
     def _sample(self, activation: Tensor, rate: Tensor) -> tuple[Tensor, Tensor]:
         a = activation.reshape(-1).float().cpu()
         r = rate.reshape(-1).float().cpu()
-        if a.numel() > SCATTER_SAMPLES:
-            index = torch.randperm(a.numel(), generator=self.generator)[:SCATTER_SAMPLES]
+        if a.numel() > SCATTER_SAMPLES:  # drawn without replacement in O(samples), not O(n)
+            drawn = self.generator.choice(a.numel(), SCATTER_SAMPLES, replace=False)
+            index = torch.from_numpy(np.sort(drawn))
             a, r = a[index], r[index]
         return a.contiguous(), r.contiguous()
 

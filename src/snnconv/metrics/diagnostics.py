@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -28,16 +29,16 @@ class LayerDiagnostics:
 
     def update(self, activation: Tensor, rate: Tensor) -> None:
         """Add a batch of normalized ANN activations and SNN rates (same shape)."""
-        a = activation.double().reshape(-1)
+        self.count += activation.numel()
+        self.silent += int(torch.count_nonzero(rate == 0))
+        self.saturated += int(torch.count_nonzero(rate.abs() >= 1.0))
+        a = activation.double().reshape(-1)  # float64 sums, products by dot products
         r = rate.double().reshape(-1)
-        self.count += a.numel()
-        self.silent += int((r == 0).sum())
-        self.saturated += int((r.abs() >= 1.0).sum())
         self.sum_a += float(a.sum())
         self.sum_r += float(r.sum())
-        self.sum_aa += float((a * a).sum())
-        self.sum_rr += float((r * r).sum())
-        self.sum_ar += float((a * r).sum())
+        self.sum_aa += float(torch.dot(a, a))
+        self.sum_rr += float(torch.dot(r, r))
+        self.sum_ar += float(torch.dot(a, r))
 
     @property
     def silent_fraction(self) -> float:
