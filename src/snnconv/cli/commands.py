@@ -419,7 +419,7 @@ def _prefetch_data(args: argparse.Namespace, evaluating: bool) -> None:
         wanted.append((calibration, "train"))
     if evaluating and dataset:
         wanted.append((dataset, getattr(args, "split", None) or "test"))
-    prefetch_idx(wanted, args.data_dir)
+    prefetch_idx(wanted, getattr(args, "data_dir", None))
 
 
 def _auto_batch(
