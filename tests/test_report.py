@@ -105,25 +105,30 @@ def test_figures_drawn_by_a_child_process_are_the_ones_drawn_here(
 
     document, arrays = load_results(run_dir)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    parent, drawn_here = os.getpid(), []
+    real = plots.activation_histograms
+    failing_child = False
+
+    def histograms(*args: object) -> bytes | None:
+        if os.getpid() != parent and failing_child:
+            raise RuntimeError("the child fails")
+        if os.getpid() == parent:
+            drawn_here.append(1)  # a child's calls are not seen here
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plots, "activation_histograms", histograms)
     forked = plots.all_figures(document, arrays)
+    assert drawn_here == []  # drawn by the child
     monkeypatch.setenv("SNNCONV_REPORT_FORK", "0")
     here = plots.all_figures(document, arrays)
+    assert drawn_here == [1]
     assert list(forked) == list(here) and len(here) == FIGURES
     assert all(forked[title] == here[title] for title in here)
 
     monkeypatch.setenv("SNNCONV_REPORT_FORK", "1")
-    parent, drawn_by = os.getpid(), []
-    real = plots.activation_histograms
-
-    def fails_in_the_child(*args: object) -> bytes | None:
-        if os.getpid() != parent:
-            raise RuntimeError("the child fails")
-        drawn_by.append("parent")
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(plots, "activation_histograms", fails_in_the_child)
+    failing_child = True
     again = plots.all_figures(document, arrays)
-    assert drawn_by == ["parent"]
+    assert drawn_here == [1, 1]  # the child failed: drawn here
     assert again == here
 
 

@@ -211,12 +211,7 @@ class _Events:
     sops: dict[str, Tensor] = field(default_factory=dict)
 
     def add(self, res: BatchResult) -> None:
-        for into, values in ((self.spikes, {**res.spikes, **res.events}), (self.sops, res.sops)):
-            for name, counts in values.items():
-                if name in into:
-                    into[name] += counts.double()
-                else:
-                    into[name] = counts.double().clone()
+        self._add({**res.spikes, **res.events}, res.sops)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -226,10 +221,13 @@ class _Events:
 
     def absorb(self, state: dict[str, Any]) -> None:
         """Add another tally's :meth:`state` (exact: the counts are whole numbers)."""
-        for into, values in ((self.spikes, state["spikes"]), (self.sops, state["sops"])):
+        self._add(state["spikes"], state["sops"])
+
+    def _add(self, spikes: dict[str, Tensor], sops: dict[str, Tensor]) -> None:
+        for into, values in ((self.spikes, spikes), (self.sops, sops)):
             for name, counts in values.items():
                 if name in into:
-                    into[name] += counts.to(into[name].device)
+                    into[name] += counts.to(into[name].device, torch.float64)
                 else:
                     into[name] = counts.double().clone()
 

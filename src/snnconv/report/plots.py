@@ -382,7 +382,7 @@ def all_figures(document: dict[str, Any], arrays: Mapping[str, Any]) -> dict[str
         drawn = {title: job() for title, job in jobs.items() if title not in _FORKED}
         forked = figures() if figures is not None else {}
         drawn |= {t: forked[t] if t in forked else jobs[t]() for t in _FORKED}
-    return {title: drawn[title] for title in jobs if drawn[title] is not None}  # type: ignore[misc]
+    return {title: png for title in jobs if (png := drawn[title]) is not None}
 
 
 #: Drawn by a child process: the two figures of several panels, about half the drawing.
